@@ -1,0 +1,243 @@
+// The one place every RPC passes through, whatever carried it (the lean gRPC
+// path, connect-node for Connect and gRPC-Web, or an in-process call): drain
+// check, trace context, deadline, authentication, validation, the handler,
+// error mapping, one log line, metrics. Transports only frame bytes.
+import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import type { Context as OtelContext, Span } from "@opentelemetry/api";
+import type { DescMethod, DescService, Message } from "@bufbuild/protobuf";
+import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { authorize } from "./auth.ts";
+import type { Principal, TokenAuthority } from "./auth.ts";
+import { runInScope } from "./call-scope.ts";
+import type { CallScope } from "./call-scope.ts";
+import { contractOf } from "./contract.ts";
+import { redactForLog } from "./redaction.ts";
+import type { Logger } from "./telemetry/logger.ts";
+import type { RpcMetrics } from "./telemetry/metrics.ts";
+import { extractContext, spanIds, tracer } from "./telemetry/tracing.ts";
+import { assertValid } from "./validation.ts";
+
+/** Set by transports: who is on the other end ("127.0.0.1:53211", "in-process:orders"). */
+export const peerKey = createContextKey<string>("", { description: "peer address" });
+
+export interface Lifecycle {
+  /** True once draining started: new calls (health aside) answer UNAVAILABLE. */
+  refusing: boolean;
+  inFlight: number;
+  /** Resolves waiters when inFlight drops to zero. */
+  idle(): Promise<void>;
+  begin(): void;
+  end(): void;
+}
+
+export function createLifecycle(): Lifecycle {
+  let waiters: Array<() => void> = [];
+  const lifecycle: Lifecycle = {
+    refusing: false,
+    inFlight: 0,
+    idle() {
+      if (lifecycle.inFlight === 0) return Promise.resolve();
+      return new Promise((resolve) => waiters.push(resolve));
+    },
+    begin() {
+      lifecycle.inFlight++;
+    },
+    end() {
+      lifecycle.inFlight--;
+      if (lifecycle.inFlight === 0 && waiters.length > 0) {
+        const ready = waiters;
+        waiters = [];
+        for (const w of ready) w();
+      }
+    },
+  };
+  return lifecycle;
+}
+
+export interface PipelineOptions {
+  /** Logical service name used in logs and scope ("users"). */
+  serviceName: string;
+  logger: Logger;
+  metrics: RpcMetrics;
+  tokens: TokenAuthority;
+  lifecycle: Lifecycle;
+  /** Log request bodies (sensitive fields redacted). Default LOG_BODIES=1, else off. */
+  logBodies?: boolean;
+}
+
+const HEALTH_SERVICE = "grpc.health.v1.Health";
+const QUIET_SERVICES = new Set([HEALTH_SERVICE, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
+
+interface CallStart {
+  readonly scope: CallScope;
+  readonly otelContext: OtelContext;
+  readonly span: Span;
+  readonly finish: (error: unknown) => ConnectError | undefined;
+}
+
+type AnyImpl = (input: unknown, ctx: HandlerContext) => unknown;
+
+/** Returns an implementation of the same shape with the whole pipeline around each method. */
+export function wrapServiceImpl<S extends DescService>(
+  service: S,
+  impl: Partial<ServiceImpl<S>>,
+  options: PipelineOptions,
+): ServiceImpl<S> {
+  const wrapped: Record<string, AnyImpl> = {};
+  for (const method of service.methods) {
+    const handler = (impl as Record<string, AnyImpl | undefined>)[method.localName];
+    const bound: AnyImpl =
+      handler?.bind(impl) ??
+      (() => {
+        throw new ConnectError(`${method.parent.typeName}.${method.name} is not served here`, Code.Unimplemented);
+      });
+    wrapped[method.localName] = wrapMethod(method, bound, options);
+  }
+  return wrapped as unknown as ServiceImpl<S>;
+}
+
+function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptions): AnyImpl {
+  const contract = contractOf(method);
+  const serviceTypeName = method.parent.typeName;
+  const isHealth = serviceTypeName === HEALTH_SERVICE;
+  const quiet = QUIET_SERVICES.has(serviceTypeName);
+  const logBodies = options.logBodies ?? process.env.LOG_BODIES === "1";
+  const { logger, metrics, lifecycle } = options;
+
+  function begin(ctx: HandlerContext, input: unknown): CallStart {
+    if (lifecycle.refusing && !isHealth) {
+      throw new ConnectError("server is shutting down", Code.Unavailable);
+    }
+    lifecycle.begin();
+    const endMetrics = metrics.start(serviceTypeName, method.name);
+    const started = performance.now();
+    const parent = extractContext(ctx.requestHeader);
+    const span = tracer().startSpan(
+      contract.path.slice(1),
+      {
+        kind: SpanKind.SERVER,
+        attributes: { "rpc.system": "grpc", "rpc.service": serviceTypeName, "rpc.method": method.name, "shop.service": options.serviceName },
+      },
+      parent,
+    );
+    const timeout = ctx.timeoutMs() ?? contract.deadlineMs;
+    const scope: CallScope = {
+      deadlineAt: timeout === undefined ? undefined : Date.now() + timeout,
+      principal: undefined,
+      authorization: ctx.requestHeader.get("authorization") ?? undefined,
+      serviceName: options.serviceName,
+    };
+    const finish = (error: unknown): ConnectError | undefined => {
+      const mapped = error === undefined ? undefined : toConnectError(error, span, logger, contract.path);
+      const code = mapped ? Code[mapped.code] : "OK";
+      const grpcCode = mapped ? codeName(mapped.code) : "OK";
+      endMetrics(grpcCode);
+      if (mapped) span.setStatus({ code: SpanStatusCode.ERROR, message: code });
+      span.setAttribute("rpc.grpc.status_code", mapped ? mapped.code : 0);
+      span.end();
+      lifecycle.end();
+      const line: Record<string, unknown> = {
+        service: serviceTypeName,
+        method: method.name,
+        code: grpcCode,
+        duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+        ...spanIds(span),
+        peer: ctx.values.get(peerKey),
+        app: options.serviceName,
+      };
+      if (mapped) line.message = mapped.rawMessage;
+      if (logBodies && input !== undefined && !contract.streaming) {
+        line.request = redactForLog(method.input, input as Message);
+      }
+      if (quiet && !mapped) logger.debug(line, "rpc");
+      else logger.info(line, "rpc");
+      return mapped;
+    };
+    return { scope, otelContext: trace.setSpan(parent, span), span, finish };
+  }
+
+  async function admit(start: CallStart, ctx: HandlerContext, input: unknown): Promise<CallScope> {
+    const { deadlineAt } = start.scope;
+    if (deadlineAt !== undefined && deadlineAt <= Date.now()) {
+      throw new ConnectError("deadline exceeded before the call started", Code.DeadlineExceeded);
+    }
+    const principal: Principal | undefined = await authorize(options.tokens, contract.audience, ctx.requestHeader.get("authorization"));
+    if (input !== undefined) assertValid(method.input, input as Message);
+    return { ...start.scope, principal };
+  }
+
+  if (method.methodKind === "unary" || method.methodKind === "client_streaming") {
+    const takesStream = method.methodKind === "client_streaming";
+    return async (input, ctx) => {
+      const start = begin(ctx, input);
+      try {
+        const result = await context.with(start.otelContext, async () => {
+          const scope = await admit(start, ctx, takesStream ? undefined : input);
+          const pending = runInScope(scope, () => handler(input, ctx)) as Promise<unknown>;
+          return scope.deadlineAt === undefined ? await pending : await withDeadline(pending, scope.deadlineAt);
+        });
+        start.finish(undefined);
+        return result;
+      } catch (err) {
+        throw start.finish(err);
+      }
+    };
+  }
+
+  const takesStream = method.methodKind === "bidi_streaming";
+  return async function* (input, ctx) {
+    const start = begin(ctx, input);
+    let failure: unknown;
+    try {
+      const scope = await context.with(start.otelContext, () => admit(start, ctx, takesStream ? undefined : input));
+      const iterable = runInScope(scope, () => context.with(start.otelContext, () => handler(input, ctx))) as AsyncIterable<unknown>;
+      const iterator = iterable[Symbol.asyncIterator]();
+      // Each step runs inside the call's scope: a generator resumes in the
+      // async context of whoever calls next(), not of whoever created it.
+      for (;;) {
+        const step = runInScope(scope, () => context.with(start.otelContext, () => iterator.next()));
+        const next = scope.deadlineAt === undefined ? await step : await withDeadline(step, scope.deadlineAt);
+        if (next.done) break;
+        yield next.value;
+      }
+    } catch (err) {
+      failure = err ?? new Error("stream failed");
+    } finally {
+      const mapped = start.finish(failure);
+      if (mapped) throw mapped;
+    }
+  } as AnyImpl;
+}
+
+function withDeadline<T>(pending: Promise<T>, deadlineAt: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ConnectError("deadline exceeded", Code.DeadlineExceeded)), Math.max(0, deadlineAt - Date.now()));
+  });
+  return Promise.race([pending, expired]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * ConnectErrors carry a code their author chose and pass unchanged. Anything
+ * else is a bug: its details and stack go to the log with the trace id, and
+ * the caller gets INTERNAL with a generic message and that trace id.
+ */
+function toConnectError(err: unknown, span: Span, logger: Logger, path: string): ConnectError {
+  if (err instanceof ConnectError) return err;
+  const { trace_id } = spanIds(span);
+  logger.error({ err, trace_id, path }, "unexpected error in handler");
+  return new ConnectError(`internal error (trace ${trace_id})`, Code.Internal);
+}
+
+const codeNames: Record<number, string> = {};
+for (const [name, value] of Object.entries(Code)) {
+  if (typeof value === "number") {
+    codeNames[value] = name.replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+  }
+}
+
+/** The gRPC spelling of a code: "DEADLINE_EXCEEDED". */
+export function codeName(code: Code): string {
+  return codeNames[code] ?? "UNKNOWN";
+}

@@ -1,0 +1,72 @@
+// OpenTelemetry tracing. Spans are always recorded (logs need their ids);
+// export over OTLP/HTTP switches on with the standard
+// OTEL_EXPORTER_OTLP_ENDPOINT variable and is off by default.
+import { context, propagation, trace } from "@opentelemetry/api";
+import type { Context, Span, TextMapGetter, TextMapSetter, Tracer } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { BasicTracerProvider, BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+
+let installed: BasicTracerProvider | undefined;
+
+export interface TracingOptions {
+  /** service.name of the resource. Default OTEL_SERVICE_NAME, then "shop". */
+  serviceName?: string;
+  /** Extra processors, for example an in-memory one in tests. */
+  processors?: SpanProcessor[];
+}
+
+/**
+ * Installs the global tracer provider, context manager and W3C propagator.
+ * Idempotent: a process has one provider; later calls return it.
+ */
+export function installTracing(options: TracingOptions = {}): BasicTracerProvider {
+  if (installed) return installed;
+  const processors = [...(options.processors ?? [])];
+  if (process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) {
+    processors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
+  }
+  const provider = new BasicTracerProvider({
+    resource: resourceFromAttributes({ "service.name": options.serviceName ?? process.env.OTEL_SERVICE_NAME ?? "shop" }),
+    spanProcessors: processors,
+  });
+  const contextManager = new AsyncLocalStorageContextManager();
+  contextManager.enable();
+  context.setGlobalContextManager(contextManager);
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  trace.setGlobalTracerProvider(provider);
+  installed = provider;
+  return provider;
+}
+
+export function tracer(): Tracer {
+  return trace.getTracer("shop-platform");
+}
+
+const headersGetter: TextMapGetter<Headers> = {
+  keys: (carrier) => [...carrier.keys()],
+  get: (carrier, key) => carrier.get(key) ?? undefined,
+};
+
+const headersSetter: TextMapSetter<Headers> = {
+  set: (carrier, key, value) => carrier.set(key, value),
+};
+
+/** The remote parent carried by traceparent/tracestate, if any. */
+export function extractContext(headers: Headers): Context {
+  return propagation.extract(context.active(), headers, headersGetter);
+}
+
+/** Writes traceparent/tracestate for the active context into headers. */
+export function injectContext(headers: Headers, ctx: Context = context.active()): void {
+  propagation.inject(ctx, headers, headersSetter);
+}
+
+export function spanIds(span: Span | undefined): { trace_id?: string; span_id?: string } {
+  if (!span) return {};
+  const sc = span.spanContext();
+  return { trace_id: sc.traceId, span_id: sc.spanId };
+}

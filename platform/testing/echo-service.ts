@@ -1,0 +1,66 @@
+// The EchoService implementation the platform's tests, benchmarks and mesh
+// drills serve. Not part of the shop.
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { trace } from "@opentelemetry/api";
+import { EchoService } from "../../gen/mesh/testing/v1/echo_pb.js";
+import { remainingBudgetMs } from "../call-scope.ts";
+import { requireCaller } from "../caller.ts";
+import type { ClientFactory } from "../clients.ts";
+
+export { EchoService };
+
+export interface EchoOptions {
+  /** Name reported in EchoResponse.instance. */
+  instance: string;
+  /** Clients for Relay's downstream call; Relay answers FAILED_PRECONDITION without them. */
+  clients?: ClientFactory;
+}
+
+export function createEchoService(options: EchoOptions): ServiceImpl<typeof EchoService> {
+  let served = 0n;
+  const sleep = (ms: number, signal?: AbortSignal) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      signal?.addEventListener("abort", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  return {
+    async echo(req) {
+      const budget = remainingBudgetMs();
+      const traceId = trace.getActiveSpan()?.spanContext().traceId ?? "";
+      if (req.sleepMs > 0) await sleep(req.sleepMs);
+      served++;
+      return { message: req.message, budgetMs: BigInt(budget ?? -1), traceId, instance: options.instance, served };
+    },
+    async relay(req) {
+      const budget = remainingBudgetMs();
+      if (!options.clients) throw new ConnectError("relay has no downstream configured", Code.FailedPrecondition);
+      if (req.waitMs > 0) await sleep(req.waitMs);
+      const downstream = await options.clients.client(EchoService).echo({ message: req.message });
+      return { budgetMs: BigInt(budget ?? -1), downstream };
+    },
+    fail(req) {
+      if (req.code === 0) {
+        throw new Error(`unexpected failure: ${req.message} at /srv/secret/path.ts:42`);
+      }
+      throw new ConnectError(req.message || "requested failure", req.code as Code);
+    },
+    whoAmI() {
+      const caller = requireCaller();
+      return { kind: caller.kind, subject: caller.subject };
+    },
+    internal() {
+      return { caller: requireCaller().subject };
+    },
+    async *count(req, ctx) {
+      for (let i = 1; i <= req.n; i++) {
+        if (req.intervalMs > 0) await sleep(req.intervalMs, ctx.signal);
+        if (ctx.signal.aborted) return;
+        yield { value: i };
+      }
+    },
+  };
+}
