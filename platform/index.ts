@@ -20,3 +20,6 @@ export { ServingStatus } from "./health.ts";
 export { codeName } from "./rpc-pipeline.ts";
 export { openDatabase } from "./store/sqlite.ts";
 export type { Database, Migration } from "./store/sqlite.ts";
+export { serve } from "./service-module.ts";
+export type { ServiceContext, ServiceModule, Served, ServedService } from "./service-module.ts";
+export { pageToken } from "./pagination.ts";

@@ -1,0 +1,73 @@
+# The two commands a newcomer needs are `make run` and `make test`; both
+# install what they need first. `make help` lists everything.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+# Node 24 comes from the npm package `node` (a devDependency): with
+# node_modules/.bin first on PATH, make and every npm script run on 24 even
+# where the machine's own node is older. Go tools live in tools/bin.
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/tools/bin:$(PATH)
+
+GRPCURL_VERSION := v1.9.4
+GHZ_VERSION := v0.93.0
+GO_INSTALL := GOBIN=$(CURDIR)/tools/bin GOFLAGS=-mod=mod go install
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+node_modules/.installed: package.json package-lock.json platform/package.json $(wildcard services/*/package.json)
+	npm ci --no-audit --no-fund
+	@touch $@
+
+tools/bin/grpcurl:
+	$(GO_INSTALL) github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+tools/bin/ghz:
+	$(GO_INSTALL) github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+
+.PHONY: install
+install: node_modules/.installed tools/bin/grpcurl ## Install npm packages (Node 24 included) and the Go tools the tests use
+
+.PHONY: generate
+generate: node_modules/.installed ## Regenerate gen/ from proto/ (buf with local plugins)
+	buf generate
+
+.PHONY: lint
+lint: node_modules/.installed ## buf lint (STANDARD) on proto/
+	buf lint
+
+.PHONY: checkgenerate
+checkgenerate: node_modules/.installed ## Fail when gen/ differs from what proto/ generates
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	buf generate -o "$$tmp"; \
+	if ! diff -r "$$tmp/gen" gen; then echo "gen/ is stale: run 'make generate' and commit the result" >&2; exit 1; fi
+
+.PHONY: breaking
+breaking: node_modules/.installed ## buf breaking against the previous commit (skipped when there is none)
+	@if git rev-parse --verify -q HEAD~1 >/dev/null && git ls-tree -d HEAD~1 proto >/dev/null 2>&1 && [ -n "$$(git ls-tree HEAD~1 proto)" ]; then \
+		buf breaking --against '.git#ref=HEAD~1'; \
+	else echo "buf breaking: no previous commit with proto/ to compare against"; fi
+
+.PHONY: typecheck
+typecheck: node_modules/.installed ## TypeScript, strict, no emit
+	tsc -p tsconfig.json
+
+.PHONY: test
+test: install lint checkgenerate breaking typecheck ## The whole suite: lint, generated code, types, then mocha
+	mocha
+
+.PHONY: run
+run: node_modules/.installed ## Every service in one process on :8080 (PORT overrides; DATA_DIR=:memory: for a throwaway run)
+	node runner/embedded.ts
+
+.PHONY: bench
+bench: node_modules/.installed tools/bin/ghz ## Benchmarks (not tests): bare grpc-js vs connect-node vs this platform
+	node bench/run.ts
+
+.PHONY: clean
+clean: ## Remove installed packages, tools and local data
+	rm -rf node_modules tools data

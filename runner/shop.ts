@@ -1,0 +1,68 @@
+// Starts a set of service modules in this process behind one server. The
+// embedded runner starts all of them; a mesh instance starts one. Calls to a
+// service served here stay in-process; calls to any other go over gRPC to
+// remoteAddress (in the mesh, the instance's own Envoy sidecar).
+import { join } from "node:path";
+import type { DescService } from "@bufbuild/protobuf";
+import { createClientFactory, createServer, openDatabase } from "@shop/platform";
+import type { Database, Logger, Route, ServerOptions, ServiceModule, ShopServer } from "@shop/platform";
+
+export interface ShopOptions extends ServerOptions {
+  modules: readonly ServiceModule[];
+  /** Folder for each service's SQLite file, or ":memory:". Default DATA_DIR, then "./data". */
+  dataDir?: string;
+  /** Base URL for services not served in this process. Default SHOP_REMOTE_ADDRESS. */
+  remoteAddress?: string;
+}
+
+export interface RunningShop {
+  readonly server: ShopServer;
+  readonly host: string;
+  readonly port: number;
+  readonly logger: Logger;
+  /** Drains the server, then stops every service and closes its database. */
+  stop(): Promise<void>;
+}
+
+export async function startShop(options: ShopOptions): Promise<RunningShop> {
+  const server = createServer(options);
+  const dataDir = options.dataDir ?? process.env.DATA_DIR ?? "./data";
+  const remoteAddress = options.remoteAddress ?? process.env.SHOP_REMOTE_ADDRESS;
+  const local = new Set<DescService>();
+  const routeFor = (service: DescService): Route => {
+    if (local.has(service) || !remoteAddress) return { kind: "in-process", lookup: server.route };
+    return { kind: "grpc", baseUrl: remoteAddress };
+  };
+
+  const databases: Database[] = [];
+  const stops: Array<() => Promise<void>> = [];
+  for (const module of options.modules) {
+    const db = await openDatabase({ path: dataDir === ":memory:" ? ":memory:" : join(dataDir, `${module.name}.db`), migrations: module.migrations });
+    databases.push(db);
+    const served = await module.start({
+      name: module.name,
+      logger: server.logger.child({ app: module.name }),
+      db,
+      clients: createClientFactory({ caller: module.name, tokens: server.tokens, metrics: server.metrics, routeFor }),
+      tokens: server.tokens,
+      env: process.env,
+    });
+    for (const s of served.services) {
+      local.add(s.service);
+      server.register(module.name, s.service, s.impl);
+    }
+    if (served.stop) stops.push(served.stop);
+  }
+  const { host, port } = await server.listen();
+  return {
+    server,
+    host,
+    port,
+    logger: server.logger,
+    async stop() {
+      await server.drain();
+      for (const stop of stops) await stop();
+      for (const db of databases) await db.close();
+    },
+  };
+}
