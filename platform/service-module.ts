@@ -4,6 +4,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { TokenAuthority } from "./auth.ts";
 import type { ClientFactory } from "./clients.ts";
+import type { ServiceEvents } from "./events/event-runtime.ts";
 import type { Database, Migration } from "./store/sqlite.ts";
 import type { Logger } from "./telemetry/logger.ts";
 
@@ -15,6 +16,8 @@ export interface ServiceContext {
   readonly db: Database;
   readonly clients: ClientFactory;
   readonly tokens: TokenAuthority;
+  /** Transactions that emit events through the outbox, and handlers for events. */
+  readonly events: ServiceEvents;
   readonly env: NodeJS.ProcessEnv;
 }
 

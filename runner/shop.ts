@@ -4,8 +4,9 @@
 // remoteAddress (in the mesh, the instance's own Envoy sidecar).
 import { join } from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
-import { createClientFactory, createServer, openDatabase } from "@shop/platform";
-import type { Database, Logger, Route, ServerOptions, ServiceModule, ShopServer } from "@shop/platform";
+import { createClientFactory, createEventRuntime, createInProcessBus, createServer, eventMigrations, openDatabase } from "@shop/platform";
+import type { Database, EventRuntime, Logger, Route, ServerOptions, ServiceModule, ShopServer } from "@shop/platform";
+import { EventAdminService } from "../gen/mesh/v1/events_pb.js";
 
 export interface ShopOptions extends ServerOptions {
   modules: readonly ServiceModule[];
@@ -13,6 +14,8 @@ export interface ShopOptions extends ServerOptions {
   dataDir?: string;
   /** Base URL for services not served in this process. Default SHOP_REMOTE_ADDRESS. */
   remoteAddress?: string;
+  /** Consumer tuning (attempts, backoff), mostly for tests. */
+  events?: Parameters<typeof createEventRuntime>[0]["consumer"];
 }
 
 export interface RunningShop {
@@ -20,6 +23,7 @@ export interface RunningShop {
   readonly host: string;
   readonly port: number;
   readonly logger: Logger;
+  readonly events: EventRuntime;
   /** Drains the server, then stops every service and closes its database. */
   stop(): Promise<void>;
 }
@@ -34,10 +38,11 @@ export async function startShop(options: ShopOptions): Promise<RunningShop> {
     return { kind: "grpc", baseUrl: remoteAddress };
   };
 
+  const events = createEventRuntime({ bus: createInProcessBus(), logger: server.logger, consumer: options.events });
   const databases: Database[] = [];
   const stops: Array<() => Promise<void>> = [];
   for (const module of options.modules) {
-    const db = await openDatabase({ path: dataDir === ":memory:" ? ":memory:" : join(dataDir, `${module.name}.db`), migrations: module.migrations });
+    const db = await openDatabase({ path: dataDir === ":memory:" ? ":memory:" : join(dataDir, `${module.name}.db`), migrations: [...module.migrations, ...eventMigrations] });
     databases.push(db);
     const served = await module.start({
       name: module.name,
@@ -45,6 +50,7 @@ export async function startShop(options: ShopOptions): Promise<RunningShop> {
       db,
       clients: createClientFactory({ caller: module.name, tokens: server.tokens, metrics: server.metrics, routeFor }),
       tokens: server.tokens,
+      events: events.forService(module.name, db),
       env: process.env,
     });
     for (const s of served.services) {
@@ -53,15 +59,19 @@ export async function startShop(options: ShopOptions): Promise<RunningShop> {
     }
     if (served.stop) stops.push(served.stop);
   }
+  server.register("platform", EventAdminService, events.admin);
+  events.start();
   const { host, port } = await server.listen();
   return {
     server,
     host,
     port,
     logger: server.logger,
+    events,
     async stop() {
       await server.drain();
       for (const stop of stops) await stop();
+      await events.stop();
       for (const db of databases) await db.close();
     },
   };

@@ -12,6 +12,6 @@ export const users: ServiceModule = {
   migrations,
   async start(ctx) {
     const store = createUserStore(ctx.db);
-    return { services: [serve(UserService, createUserService({ store, tokens: ctx.tokens }))] };
+    return { services: [serve(UserService, createUserService({ store, tokens: ctx.tokens, events: ctx.events }))] };
   },
 };

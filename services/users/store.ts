@@ -1,5 +1,5 @@
 // The users table. Emails are stored lower-cased so uniqueness ignores case.
-import type { Database } from "@shop/platform";
+import type { Database, Queryable } from "@shop/platform";
 
 export interface UserRecord {
   id: string;
@@ -29,9 +29,9 @@ export type UserStore = ReturnType<typeof createUserStore>;
 
 export function createUserStore(db: Database) {
   return {
-    /** Inserts the user; answers false when the email is taken. */
-    async insert(user: UserRecord): Promise<boolean> {
-      const changed = await db.run(
+    /** Inserts the user in the given transaction; answers false when the email is taken. */
+    async insert(tx: Queryable, user: UserRecord): Promise<boolean> {
+      const changed = await tx.run(
         "INSERT INTO users (id, email, display_name, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
         user.id,
         user.email,

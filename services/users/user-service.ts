@@ -5,7 +5,8 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { requireCaller, requireUser } from "@shop/platform";
-import type { TokenAuthority } from "@shop/platform";
+import type { ServiceEvents, TokenAuthority } from "@shop/platform";
+import { UserRegisteredSchema } from "../../gen/shop/users/v1/events_pb.js";
 import type { UserService } from "../../gen/shop/users/v1/users_pb.js";
 import { hashPassword, verifyPassword } from "./password.ts";
 import type { UserRecord, UserStore } from "./store.ts";
@@ -13,6 +14,7 @@ import type { UserRecord, UserStore } from "./store.ts";
 export interface UserServiceDeps {
   store: UserStore;
   tokens: TokenAuthority;
+  events: ServiceEvents;
 }
 
 const toUser = (u: UserRecord) => ({
@@ -26,7 +28,7 @@ const toUser = (u: UserRecord) => ({
 // an attacker which emails have accounts.
 const badCredentials = () => new ConnectError("email or password is wrong", Code.Unauthenticated);
 
-export function createUserService({ store, tokens }: UserServiceDeps): ServiceImpl<typeof UserService> {
+export function createUserService({ store, tokens, events }: UserServiceDeps): ServiceImpl<typeof UserService> {
   return {
     async signUp(req) {
       const record: UserRecord = {
@@ -36,7 +38,12 @@ export function createUserService({ store, tokens }: UserServiceDeps): ServiceIm
         passwordHash: await hashPassword(req.password),
         createdAt: new Date().toISOString(),
       };
-      if (!(await store.insert(record))) {
+      const created = await events.transaction(async (tx, emit) => {
+        if (!(await store.insert(tx, record))) return false;
+        await emit(UserRegisteredSchema, { userId: record.id, email: record.email, displayName: record.displayName });
+        return true;
+      });
+      if (!created) {
         throw new ConnectError(`an account with email ${record.email} already exists`, Code.AlreadyExists);
       }
       return { user: toUser(record) };
