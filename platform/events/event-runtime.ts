@@ -30,6 +30,11 @@ export interface EventRuntimeOptions {
   logger: Logger;
   /** Consumer tuning, mostly for tests. */
   consumer?: { maxAttempts?: number; backoffMs?: number; retryLaterWindowMs?: number; concurrency?: number };
+  /**
+   * Keep committed events in the outboxes: relays do not start. For
+   * maintenance and crash drills. Default EVENT_RELAY_HOLD=1, else off.
+   */
+  holdOutbox?: boolean;
 }
 
 interface ServiceEntry {
@@ -153,6 +158,10 @@ export function createEventRuntime(options: EventRuntimeOptions): EventRuntime {
         bus.subscribe({ name: s.name, types: s.consumer.types, db: s.db, kick: () => s.consumer!.kick() });
       }
       for (const s of services) s.consumer?.start();
+      if (options.holdOutbox ?? process.env.EVENT_RELAY_HOLD === "1") {
+        logger.warn("EVENT_RELAY_HOLD is on: committed events stay in the outboxes until a restart without it");
+        return;
+      }
       for (const s of services) s.relay.start();
     },
     async stop() {
