@@ -14,6 +14,8 @@ export interface ShopOptions extends ServerOptions {
   dataDir?: string;
   /** Base URL for services not served in this process. Default SHOP_REMOTE_ADDRESS. */
   remoteAddress?: string;
+  /** Configuration the services read (ServiceContext.env). Default process.env. */
+  env?: NodeJS.ProcessEnv;
   /** Consumer tuning (attempts, backoff), mostly for tests. */
   events?: Parameters<typeof createEventRuntime>[0]["consumer"];
 }
@@ -51,7 +53,7 @@ export async function startShop(options: ShopOptions): Promise<RunningShop> {
       clients: createClientFactory({ caller: module.name, tokens: server.tokens, metrics: server.metrics, routeFor }),
       tokens: server.tokens,
       events: events.forService(module.name, db),
-      env: process.env,
+      env: options.env ?? process.env,
     });
     for (const s of served.services) {
       local.add(s.service);

@@ -25,7 +25,16 @@ export interface TestShop {
   stop(): Promise<void>;
 }
 
-export async function startTestShop(modules: readonly ServiceModule[], options: { dataDir?: string } = {}): Promise<TestShop> {
+export interface TestShopOptions {
+  /** Folder for the SQLite files; default in memory. Pass a folder to restart on the same data. */
+  dataDir?: string;
+  /** Extra configuration the services read through ctx.env, on top of process.env. */
+  env?: Record<string, string>;
+  /** Consumer tuning, for example fewer attempts and shorter backoff in dead-letter tests. */
+  events?: { maxAttempts?: number; backoffMs?: number; retryLaterWindowMs?: number; concurrency?: number };
+}
+
+export async function startTestShop(modules: readonly ServiceModule[], options: TestShopOptions = {}): Promise<TestShop> {
   const logs: Array<Record<string, unknown>> = [];
   const destination = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -42,6 +51,8 @@ export async function startTestShop(modules: readonly ServiceModule[], options: 
     logger: createLogger({ destination, level: "info" }),
     tokens,
     drainTimeoutMs: 2000,
+    events: options.events,
+    env: { ...process.env, ...options.env },
   });
   const url = `http://127.0.0.1:${shop.port}`;
   const transport = createGrpcTransport({ baseUrl: url });
