@@ -51,7 +51,16 @@ export function createClientFactory(options: ClientFactoryOptions): ClientFactor
     client<S extends DescService>(service: S): Client<S> {
       let c = clients.get(service) as Client<S> | undefined;
       if (!c) {
-        c = createClient(service, withCallPolicy(transportFor(service), options));
+        // The route is decided at the first call, not here: a module may ask
+        // for a client while the services of later modules are still being
+        // registered.
+        let resolved: Transport | undefined;
+        const route = () => (resolved ??= transportFor(service));
+        const lazy: Transport = {
+          unary: (...args) => route().unary(...args),
+          stream: (...args) => route().stream(...args),
+        };
+        c = createClient(service, withCallPolicy(lazy, options));
         clients.set(service, c);
       }
       return c;

@@ -60,6 +60,13 @@ export function createGrpcStreamHandler(options: GrpcPathOptions) {
     }
     const abort = new AbortController();
     stream.once("close", () => abort.abort(new ConnectError("stream closed by the client", Code.Canceled)));
+    // A client that gives up (its deadline passed, or it cancelled) resets the
+    // stream; node:http2 reports that as an error on the stream, which must not
+    // take the process down. The handler learns of it through its signal.
+    stream.on("error", (err: Error) => {
+      const reason = err.message.includes("NGHTTP2_CANCEL") ? "cancelled by the client" : "reset by the client";
+      abort.abort(new ConnectError(`stream ${reason}`, Code.Canceled));
+    });
     const socket = stream.session?.socket;
     const ctx = createHandlerContext({
       service: route.service,

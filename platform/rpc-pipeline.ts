@@ -24,6 +24,10 @@ export const peerKey = createContextKey<string>("", { description: "peer address
 export interface Lifecycle {
   /** True once draining started: new calls (health aside) answer UNAVAILABLE. */
   refusing: boolean;
+  /** Aborts when draining starts: open streams end with UNAVAILABLE so clients reconnect elsewhere. */
+  readonly draining: AbortSignal;
+  /** Starts the drain: refuse new calls and end open streams. */
+  startDrain(): void;
   inFlight: number;
   /** Resolves waiters when inFlight drops to zero. */
   idle(): Promise<void>;
@@ -33,8 +37,14 @@ export interface Lifecycle {
 
 export function createLifecycle(): Lifecycle {
   let waiters: Array<() => void> = [];
+  const drain = new AbortController();
   const lifecycle: Lifecycle = {
     refusing: false,
+    draining: drain.signal,
+    startDrain() {
+      lifecycle.refusing = true;
+      drain.abort(new ConnectError("server is shutting down", Code.Unavailable));
+    },
     inFlight: 0,
     idle() {
       if (lifecycle.inFlight === 0) return Promise.resolve();
@@ -180,7 +190,7 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
         start.finish(undefined);
         return result;
       } catch (err) {
-        throw start.finish(err);
+        throw start.finish(abortReason(ctx, err));
       }
     };
   }
@@ -189,25 +199,65 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
   return async function* (input, ctx) {
     const start = begin(ctx, input);
     let failure: unknown;
+    let iterator: AsyncIterator<unknown> | undefined;
+    let finished = false;
     try {
       const scope = await context.with(start.otelContext, () => admit(start, ctx, takesStream ? undefined : input));
       const iterable = runInScope(scope, () => context.with(start.otelContext, () => handler(input, ctx))) as AsyncIterable<unknown>;
-      const iterator = iterable[Symbol.asyncIterator]();
+      const it = iterable[Symbol.asyncIterator]();
+      iterator = it;
       // Each step runs inside the call's scope: a generator resumes in the
       // async context of whoever calls next(), not of whoever created it.
       for (;;) {
-        const step = runInScope(scope, () => context.with(start.otelContext, () => iterator.next()));
+        const step = untilDrain(
+          runInScope(scope, () => context.with(start.otelContext, () => it.next())),
+          isHealth ? undefined : lifecycle.draining,
+        );
         const next = scope.deadlineAt === undefined ? await step : await withDeadline(step, scope.deadlineAt);
-        if (next.done) break;
+        if (next.done) {
+          finished = true;
+          break;
+        }
         yield next.value;
       }
     } catch (err) {
-      failure = err ?? new Error("stream failed");
+      failure = abortReason(ctx, err) ?? new Error("stream failed");
     } finally {
+      // Abandoned early (deadline, drain, client gone): let the handler clean up.
+      if (iterator && !finished) void Promise.resolve(iterator.return?.()).catch(() => undefined);
       const mapped = start.finish(failure);
       if (mapped) throw mapped;
     }
   } as AnyImpl;
+}
+
+/**
+ * A handler that honours ctx.signal fails with whatever its API throws on
+ * abort (an AbortError, say). That is the deadline or the client's cancel, not
+ * a bug: report the signal's reason instead of INTERNAL.
+ */
+function abortReason(ctx: HandlerContext, err: unknown): unknown {
+  if (err instanceof ConnectError || !ctx.signal.aborted) return err;
+  return ConnectError.from(ctx.signal.reason);
+}
+
+function untilDrain<T>(pending: Promise<T>, draining: AbortSignal | undefined): Promise<T> {
+  if (!draining) return pending;
+  if (draining.aborted) return Promise.reject(draining.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onDrain = () => reject(draining.reason);
+    draining.addEventListener("abort", onDrain, { once: true });
+    pending.then(
+      (v) => {
+        draining.removeEventListener("abort", onDrain);
+        resolve(v);
+      },
+      (e: unknown) => {
+        draining.removeEventListener("abort", onDrain);
+        reject(e);
+      },
+    );
+  });
 }
 
 function withDeadline<T>(pending: Promise<T>, deadlineAt: number): Promise<T> {

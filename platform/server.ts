@@ -169,8 +169,8 @@ export function createServer(options: ServerOptions = {}): ShopServer {
       return { host, port: typeof address === "object" && address ? address.port : port };
     },
     async drain() {
-      lifecycle.refusing = true;
       health.setAll(ServingStatus.NOT_SERVING);
+      lifecycle.startDrain();
       logger.info({ in_flight: lifecycle.inFlight, drain_timeout_ms: drainTimeoutMs }, "draining");
       let timer: NodeJS.Timeout | undefined;
       const bounded = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), drainTimeoutMs)));

@@ -38,7 +38,7 @@ export interface ServiceModule {
   start(ctx: ServiceContext): Promise<Served>;
 }
 
-/** Pairs a descriptor with its implementation, checked against each other. */
-export function serve<S extends DescService>(service: S, impl: ServiceImpl<S>): ServedService {
+/** Pairs a descriptor with its implementation, checked against each other. Missing methods answer UNIMPLEMENTED. */
+export function serve<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>): ServedService {
   return { service, impl } as unknown as ServedService;
 }
