@@ -6,11 +6,37 @@ import type { Context, Span, TextMapGetter, TextMapSetter, Tracer } from "@opent
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { BasicTracerProvider, BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
-import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
+import type { ReadableSpan, SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 
 let installed: BasicTracerProvider | undefined;
+
+/**
+ * The most recent finished spans of this process, kept in memory so an
+ * operator (and a test) can see a trace without a collector. Bounded.
+ */
+export function createRecentSpans(capacity = 5000) {
+  const spans: ReadableSpan[] = [];
+  const processor: SpanProcessor = {
+    onStart() {},
+    onEnd(span) {
+      spans.push(span);
+      if (spans.length > capacity) spans.splice(0, spans.length - capacity);
+    },
+    forceFlush: async () => {},
+    shutdown: async () => {},
+  };
+  return {
+    processor,
+    /** Finished spans of one trace, oldest first. */
+    ofTrace: (traceId: string) => spans.filter((s) => s.spanContext().traceId === traceId),
+    all: (): readonly ReadableSpan[] => spans,
+  };
+}
+
+/** This process's recent spans. */
+export const recentSpans = createRecentSpans();
 
 export interface TracingOptions {
   /** service.name of the resource. Default OTEL_SERVICE_NAME, then "shop". */
@@ -25,7 +51,7 @@ export interface TracingOptions {
  */
 export function installTracing(options: TracingOptions = {}): BasicTracerProvider {
   if (installed) return installed;
-  const processors = [...(options.processors ?? [])];
+  const processors = [recentSpans.processor, ...(options.processors ?? [])];
   if (process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) {
     processors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
   }
