@@ -64,6 +64,10 @@ test: install lint checkgenerate breaking typecheck ## The whole suite: lint, ge
 run: node_modules/.installed ## Every service in one process on :8080 (PORT overrides; DATA_DIR=:memory: for a throwaway run)
 	node runner/embedded.ts
 
+.PHONY: token
+token: node_modules/.installed ## Print a service token ("operator") for SERVICE-only methods, signed with SHOP_TOKEN_KEY
+	@node runner/token.ts service operator
+
 .PHONY: bench
 bench: node_modules/.installed tools/bin/ghz ## Benchmarks (not tests): bare grpc-js vs connect-node vs this platform
 	node bench/run.ts
