@@ -72,6 +72,10 @@ token: node_modules/.installed ## Print a service token ("operator") for SERVICE
 bench: node_modules/.installed tools/bin/ghz ## Benchmarks (not tests): bare grpc-js vs connect-node vs this platform
 	node bench/run.ts
 
+.PHONY: bench-saga
+bench-saga: node_modules/.installed ## Orders per second through the whole saga, embedded (ORDERS, CUSTOMERS, CONCURRENCY)
+	node bench/saga.ts
+
 .PHONY: clean
 clean: ## Remove installed packages, tools and local data
 	rm -rf node_modules tools data

@@ -119,7 +119,9 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
     if (lifecycle.refusing && !isHealth) {
       throw new ConnectError("server is shutting down", Code.Unavailable);
     }
-    lifecycle.begin();
+    // Health calls are observers, not work: a Health Watch held open by a
+    // client-side health checker must not hold up the drain.
+    if (!isHealth) lifecycle.begin();
     const endMetrics = metrics.start(serviceTypeName, method.name);
     const started = performance.now();
     const parent = extractContext(ctx.requestHeader);
@@ -146,7 +148,7 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
       if (mapped) span.setStatus({ code: SpanStatusCode.ERROR, message: code });
       span.setAttribute("rpc.grpc.status_code", mapped ? mapped.code : 0);
       span.end();
-      lifecycle.end();
+      if (!isHealth) lifecycle.end();
       const line: Record<string, unknown> = {
         service: serviceTypeName,
         method: method.name,

@@ -191,7 +191,7 @@ export function createServer(options: ServerOptions = {}): ShopServer {
     const closed = new Promise<void>((resolve) => s.close(() => resolve()));
     for (const session of sessions) session.close();
     // Sessions get a moment to flush their GOAWAY; then anything left is cut.
-    await new Promise((resolve) => setTimeout(resolve, 50).unref());
+    await new Promise((resolve) => setTimeout(resolve, 50));
     for (const socket of sockets) socket.destroy();
     await closed;
   }
@@ -224,24 +224,24 @@ export function createServer(options: ServerOptions = {}): ShopServer {
   return server;
 }
 
-/** On SIGTERM or SIGINT: drain, then exit 0. A second signal exits at once. */
-export function exitOnSignals(server: ShopServer, beforeExit?: () => Promise<void>): void {
+/**
+ * On SIGTERM or SIGINT: run stop (for a server, its drain), then exit 0; exit 1
+ * if stop fails. A second signal exits at once.
+ */
+export function exitOnSignals(logger: Logger, stop: () => Promise<void>): void {
   let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
+  const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) process.exit(1);
     stopping = true;
-    server.logger.info({ signal }, "shutting down");
-    server
-      .drain()
-      .then(() => beforeExit?.())
-      .then(
-        () => process.exit(0),
-        (err: unknown) => {
-          server.logger.error({ err }, "shutdown failed");
-          process.exit(1);
-        },
-      );
+    logger.info({ signal }, "shutting down");
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
   };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
 }

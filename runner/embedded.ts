@@ -1,9 +1,12 @@
 // `make run`: the whole shop in one process on one port.
-import { DEVELOPMENT_TOKEN_KEY } from "@shop/platform";
+import { DEVELOPMENT_TOKEN_KEY, exitOnSignals } from "@shop/platform";
 import { allServices } from "./services.ts";
 import { startShop } from "./shop.ts";
 
 const shop = await startShop({ modules: allServices });
+// Signal handlers first: whoever reads "listening" may stop the process at once.
+exitOnSignals(shop.logger, () => shop.stop());
+
 const address = `localhost:${shop.port}`;
 if ((process.env.SHOP_TOKEN_KEY ?? DEVELOPMENT_TOKEN_KEY) === DEVELOPMENT_TOKEN_KEY) {
   shop.logger.warn("SHOP_TOKEN_KEY is not set: tokens are signed with the development key; set it outside local runs");
@@ -20,18 +23,3 @@ process.stderr.write(
   ].join("\n"),
 );
 
-let stopping = false;
-const stop = (signal: NodeJS.Signals) => {
-  if (stopping) process.exit(1);
-  stopping = true;
-  shop.logger.info({ signal }, "shutting down");
-  shop.stop().then(
-    () => process.exit(0),
-    (err: unknown) => {
-      shop.logger.error({ err }, "shutdown failed");
-      process.exit(1);
-    },
-  );
-};
-process.on("SIGTERM", stop);
-process.on("SIGINT", stop);

@@ -56,7 +56,8 @@ export async function startServerProcess(script: string, env: Record<string, str
   });
   createInterface({ input: child.stderr! }).on("line", (text) => stderr.push(text));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal })),
+    // "close" comes after the process exited and its stdio ended, so every log line has been read.
+    child.once("close", (code, signal) => resolve({ code, signal })),
   );
   const waitForLog = (match: (line: LogLine) => boolean, timeoutMs = 10_000) => {
     const found = logs.find(match);
