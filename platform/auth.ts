@@ -28,11 +28,13 @@ export interface TokenAuthorityOptions {
 
 export const DEVELOPMENT_TOKEN_KEY = "development-only-token-key-change-me";
 const ISSUER = "shop";
+const VERIFIED_CACHE_SIZE = 10_000;
 
 export function createTokenAuthority(options: TokenAuthorityOptions = {}): TokenAuthority {
   const secret = new TextEncoder().encode(options.key ?? process.env.SHOP_TOKEN_KEY ?? DEVELOPMENT_TOKEN_KEY);
   const userTtl = options.userTokenTtlSeconds ?? 3600;
   const serviceTokens = new Map<string, { token: string; renewAt: number }>();
+  const verified = new Map<string, { principal: Principal; expiresAt: number }>();
 
   async function sign(kind: Principal["kind"], subject: string, ttlSeconds: number): Promise<string> {
     return new SignJWT({ kind })
@@ -58,20 +60,32 @@ export function createTokenAuthority(options: TokenAuthorityOptions = {}): Token
       return token;
     },
     async verify(token) {
-      try {
-        const { payload } = await jwtVerify(token, secret, { issuer: ISSUER, algorithms: ["HS256"] });
-        const kind = payload.kind;
-        if ((kind !== "user" && kind !== "service") || typeof payload.sub !== "string") {
-          throw new ConnectError("token has no valid subject", Code.Unauthenticated);
-        }
-        return { kind, subject: payload.sub };
-      } catch (err) {
-        if (err instanceof ConnectError) throw err;
-        if (err instanceof joseErrors.JWTExpired) throw new ConnectError("token expired", Code.Unauthenticated);
-        throw new ConnectError("invalid token", Code.Unauthenticated);
-      }
+      // A token seen before is not verified again until it expires: HMAC
+      // verification through WebCrypto is an async job per call, and one
+      // user's calls (and the calls made on their behalf) repeat the token.
+      const cached = verified.get(token);
+      if (cached && cached.expiresAt > Date.now()) return cached.principal;
+      const fresh = await verifyUncached(token);
+      if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
+      verified.set(token, fresh);
+      return fresh.principal;
     },
   };
+
+  async function verifyUncached(token: string): Promise<{ principal: Principal; expiresAt: number }> {
+    try {
+      const { payload } = await jwtVerify(token, secret, { issuer: ISSUER, algorithms: ["HS256"] });
+      const kind = payload.kind;
+      if ((kind !== "user" && kind !== "service") || typeof payload.sub !== "string" || typeof payload.exp !== "number") {
+        throw new ConnectError("token has no valid subject", Code.Unauthenticated);
+      }
+      return { principal: { kind, subject: payload.sub }, expiresAt: payload.exp * 1000 };
+    } catch (err) {
+      if (err instanceof ConnectError) throw err;
+      if (err instanceof joseErrors.JWTExpired) throw new ConnectError("token expired", Code.Unauthenticated);
+      throw new ConnectError("invalid token", Code.Unauthenticated);
+    }
+  }
 }
 
 /** The bearer token in an authorization header, or undefined. */
