@@ -2,15 +2,15 @@
 // embedded runner starts all of them; a mesh instance starts one. Calls to a
 // service served here stay in-process; calls to any other go over gRPC to
 // remoteAddress (in the mesh, the instance's own Envoy sidecar).
-import { join } from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
-import { createClientFactory, createEventRuntime, createInProcessBus, createServer, eventMigrations, openDatabase } from "@shop/platform";
+import { createClientFactory, createEventRuntime, createOpsService, createServer, eventBusFromEnv, eventMigrations, openServiceDatabase, watchDatabaseHealth } from "@shop/platform";
 import type { Database, EventRuntime, Logger, Route, ServerOptions, ServiceModule, ShopServer } from "@shop/platform";
 import { EventAdminService } from "../gen/mesh/v1/events_pb.js";
+import { OpsService } from "../gen/mesh/v1/ops_pb.js";
 
 export interface ShopOptions extends ServerOptions {
   modules: readonly ServiceModule[];
-  /** Folder for each service's SQLite file, or ":memory:". Default DATA_DIR, then "./data". */
+  /** Folder for each service's SQLite file, or ":memory:". Default DATA_DIR, then "./data". With STORE=postgres, each service's <SERVICE>_DATABASE_URL instead. */
   dataDir?: string;
   /** Base URL for services not served in this process. Default SHOP_REMOTE_ADDRESS. */
   remoteAddress?: string;
@@ -18,6 +18,8 @@ export interface ShopOptions extends ServerOptions {
   env?: NodeJS.ProcessEnv;
   /** Consumer tuning (attempts, backoff), mostly for tests. */
   events?: Parameters<typeof createEventRuntime>[0]["consumer"];
+  /** The event bus. Default from the environment: BUS=nats (JetStream at NATS_URL), else in-process. */
+  bus?: Parameters<typeof createEventRuntime>[0]["bus"];
 }
 
 export interface RunningShop {
@@ -40,28 +42,33 @@ export async function startShop(options: ShopOptions): Promise<RunningShop> {
     return { kind: "grpc", baseUrl: remoteAddress };
   };
 
-  const events = createEventRuntime({ bus: createInProcessBus(), logger: server.logger, consumer: options.events });
+  const env = options.env ?? process.env;
+  const events = createEventRuntime({ bus: options.bus ?? eventBusFromEnv(env, server.logger), logger: server.logger, consumer: options.events });
   const databases: Database[] = [];
   const stops: Array<() => Promise<void>> = [];
   for (const module of options.modules) {
-    const db = await openDatabase({ path: dataDir === ":memory:" ? ":memory:" : join(dataDir, `${module.name}.db`), migrations: [...module.migrations, ...eventMigrations] });
+    const logger = server.logger.child({ app: module.name });
+    const db = await openServiceDatabase({ service: module.name, migrations: [...module.migrations, ...eventMigrations], env, dataDir, logger });
     databases.push(db);
     const served = await module.start({
       name: module.name,
-      logger: server.logger.child({ app: module.name }),
+      logger,
       db,
       clients: createClientFactory({ caller: module.name, tokens: server.tokens, metrics: server.metrics, routeFor }),
       tokens: server.tokens,
       events: events.forService(module.name, db),
-      env: options.env ?? process.env,
+      env,
     });
     for (const s of served.services) {
       local.add(s.service);
       server.register(module.name, s.service, s.impl);
     }
     if (served.stop) stops.push(served.stop);
+    const unwatch = watchDatabaseHealth({ db, health: server.health, names: served.services.map((s) => s.service.typeName), logger, draining: server.lifecycle.draining });
+    stops.push(async () => unwatch());
   }
   server.register("platform", EventAdminService, events.admin);
+  server.register("platform", OpsService, createOpsService({ server }));
   events.start();
   const { host, port } = await server.listen();
   return {

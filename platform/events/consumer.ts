@@ -1,56 +1,21 @@
-// A consumer's worker: takes due events from its inbox, runs the handler, and
-// records the event as handled in the same transaction as the handler's
-// effects, so a redelivered event changes nothing. A failing event is retried
-// with exponential backoff and, after maxAttempts, moved to the dead letters
-// with its error; the events behind it keep flowing meanwhile.
-import { fromBinary } from "@bufbuild/protobuf";
-import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
-import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import type { Database, Queryable } from "../store/sqlite.ts";
+// The in-process consumer's worker: takes due events from its inbox table and
+// runs each through the shared event handling, which records the event as
+// handled in the same transaction as the handler's effects, so a redelivered
+// event changes nothing. A failing event is retried with exponential backoff
+// and, after maxAttempts, moved to the dead letters with its error; the events
+// behind it keep flowing meanwhile. With the JetStream bus the same worker
+// drains only the dead letters an operator put back (RetryDeadLetter).
 import type { Logger } from "../telemetry/logger.ts";
-import { tracer } from "../telemetry/tracing.ts";
-import type { Emit, Outbox } from "./outbox.ts";
+import { createEventHandling } from "./event-handling.ts";
+import type { Delivery, EventHandling, EventHandlingOptions } from "./event-handling.ts";
 
-/** Thrown by a handler whose precondition is not met yet (an event it depends on has not arrived). */
-export class RetryLater extends Error {
-  override name = "RetryLater";
-}
+export { RetryLater } from "./event-handling.ts";
+export type { EventContext, EventHandler, HandlerEntry } from "./event-handling.ts";
 
-export interface EventContext {
-  readonly id: string;
-  readonly type: string;
-  readonly source: string;
-  readonly occurredAt: Date;
-  /**
-   * Runs the handler's effects in one transaction of the consumer's database,
-   * together with the record that this event was handled. Call it at most once;
-   * a handler that never calls it has the event marked handled after it returns.
-   */
-  commit<T>(fn: (tx: Queryable, emit: Emit) => Promise<T>): Promise<T>;
-}
-
-export type EventHandler<D extends DescMessage = DescMessage> = (event: MessageShape<D>, ctx: EventContext) => Promise<void>;
-
-export interface HandlerEntry {
-  readonly schema: DescMessage;
-  readonly handle: EventHandler;
-}
-
-export interface ConsumerOptions {
-  /** Durable name, the service that hosts it ("payments"). */
-  name: string;
-  db: Database;
-  outbox: Outbox;
-  handlers: ReadonlyMap<string, HandlerEntry>;
-  logger: Logger;
-  /** Attempts before an event becomes a dead letter. Default EVENT_MAX_ATTEMPTS, then 5. */
-  maxAttempts?: number;
+export interface ConsumerOptions extends EventHandlingOptions {
   /** Events handled at once. Default 8. */
   concurrency?: number;
-  /** First retry delay; doubles each attempt up to 5 s. Default 100 ms. */
-  backoffMs?: number;
-  /** How long RetryLater may postpone an event before it counts as a failure. Default 60 s. */
-  retryLaterWindowMs?: number;
+  /** How often to look at the inbox when nobody kicked. Default 250 ms. */
   pollMs?: number;
 }
 
@@ -75,11 +40,14 @@ interface InboxRow {
 }
 
 export function createConsumer(options: ConsumerOptions): Consumer {
-  const { name, db, outbox, handlers, logger } = options;
-  const maxAttempts = options.maxAttempts ?? Number(process.env.EVENT_MAX_ATTEMPTS ?? 5);
+  return createInboxWorker(createEventHandling(options), options.logger, options);
+}
+
+/** The worker over a handling already built (the event runtime shares one per service). */
+export function createInboxWorker(handling: EventHandling, logger: Logger, options: { concurrency?: number; pollMs?: number } = {}): Consumer {
+  const { name } = handling;
+  const { db } = handling;
   const concurrency = options.concurrency ?? 8;
-  const backoffMs = options.backoffMs ?? 100;
-  const retryLaterWindowMs = options.retryLaterWindowMs ?? 60_000;
   const pollMs = options.pollMs ?? 250;
   const active = new Map<string, Promise<void>>();
   let running = false;
@@ -102,139 +70,39 @@ export function createConsumer(options: ConsumerOptions): Consumer {
       wake = done;
     });
 
-  async function markHandled(tx: Queryable, eventId: string): Promise<void> {
-    await tx.run(
-      "UPDATE event_inbox SET status = 'handled', handled_at = ?, last_error = NULL WHERE consumer = ? AND event_id = ?",
-      new Date().toISOString(),
-      name,
-      eventId,
-    );
+  async function deliver(row: InboxRow): Promise<void> {
+    await handling.handle(inboxDelivery(row));
   }
 
-  async function handle(row: InboxRow): Promise<void> {
-    const entry = handlers.get(row.type);
-    const headers = JSON.parse(row.headers) as Record<string, string>;
-    const parent = propagation.extract(context.active(), headers);
-    const span = tracer().startSpan(
-      `consume ${row.type}`,
-      { kind: SpanKind.CONSUMER, attributes: { "messaging.system": "shop", "messaging.consumer": name, "messaging.message.id": row.event_id, "shop.service": name } },
-      parent,
-    );
-    const started = performance.now();
-    try {
-      await context.with(trace.setSpan(parent, span), async () => {
-        if (!entry) {
-          await db.transaction((tx) => markHandled(tx, row.event_id));
-          return;
-        }
-        let event: MessageShape<DescMessage>;
-        try {
-          event = fromBinary(entry.schema, row.payload);
-        } catch (err) {
-          // A payload that cannot be decoded never will be: dead at once.
-          await deadLetter(row, `cannot decode ${row.type}: ${(err as Error).message}`, Number(row.attempts) + 1);
-          return;
-        }
-        let committed = false;
-        const ctx: EventContext = {
-          id: row.event_id,
-          type: row.type,
-          source: row.source,
-          occurredAt: new Date(row.occurred_at),
-          commit(fn) {
-            if (committed) throw new Error(`event ${row.event_id}: commit called twice`);
-            committed = true;
-            return outbox.transaction(async (tx, emit) => {
-              const result = await fn(tx, emit);
-              await markHandled(tx, row.event_id);
-              return result;
-            });
-          },
-        };
-        await entry.handle(event, ctx);
-        if (!committed) await db.transaction((tx) => markHandled(tx, row.event_id));
-      });
-      logger.debug({ consumer: name, event_id: row.event_id, type: row.type, duration_ms: Math.round(performance.now() - started) }, "event handled");
-    } catch (err) {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
-      await failed(row, err);
-    } finally {
-      span.end();
-    }
-  }
-
-  async function failed(row: InboxRow, err: unknown): Promise<void> {
-    const message = err instanceof Error ? err.message : String(err);
-    const waited = Date.now() - Number(row.received_at);
-    if (err instanceof RetryLater && waited < retryLaterWindowMs) {
-      await db.run(
-        "UPDATE event_inbox SET next_attempt_at = ?, last_error = ? WHERE consumer = ? AND event_id = ?",
-        Date.now() + Math.min(1000, 50 + waited / 10),
-        message,
-        name,
-        row.event_id,
-      );
-      return;
-    }
-    const attempts = Number(row.attempts) + 1;
-    if (attempts >= maxAttempts) {
-      await deadLetter(row, message, attempts);
-      return;
-    }
-    const delay = Math.min(5000, backoffMs * 2 ** (attempts - 1)) * (0.75 + Math.random() / 2);
-    logger.warn({ consumer: name, event_id: row.event_id, type: row.type, attempts, err: message }, "event handler failed; will retry");
-    await db.run(
-      "UPDATE event_inbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE consumer = ? AND event_id = ?",
-      attempts,
-      Date.now() + delay,
-      message,
-      name,
-      row.event_id,
-    );
-  }
-
-  async function deadLetter(row: InboxRow, error: string, attempts: number): Promise<void> {
-    logger.error({ consumer: name, event_id: row.event_id, type: row.type, attempts, err: error }, "event moved to dead letters");
-    await db.transaction(async (tx) => {
-      await tx.run(
-        "UPDATE event_inbox SET status = 'dead', attempts = ?, last_error = ? WHERE consumer = ? AND event_id = ?",
-        attempts,
-        error,
-        name,
-        row.event_id,
-      );
-      await tx.run(
-        "INSERT INTO event_dead_letters (consumer, event_id, type, source, payload, error, attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (consumer, event_id) DO UPDATE SET error = excluded.error, attempts = excluded.attempts, failed_at = excluded.failed_at",
-        name,
-        row.event_id,
-        row.type,
-        row.source,
-        row.payload,
-        error,
-        attempts,
-        new Date().toISOString(),
-      );
-    });
-  }
+  const finishedDuringPoll = new Set<string>();
+  let polling = false;
 
   async function run(): Promise<void> {
     while (running) {
       const free = concurrency - active.size;
       let started = 0;
       if (free > 0) {
+        // A job that finishes while this query runs may already be gone from
+        // `active` when its row comes back as still pending (the query's
+        // snapshot predates the job's commit). Remember those and skip them,
+        // or the event would be handled a second time.
+        finishedDuringPoll.clear();
+        polling = true;
         const rows = await db.all<InboxRow>(
           "SELECT seq, event_id, type, payload, headers, occurred_at, source, attempts, received_at FROM event_inbox WHERE consumer = ? AND status = 'pending' AND next_attempt_at <= ? ORDER BY seq LIMIT ?",
           name,
           Date.now(),
           free + active.size,
         );
+        polling = false;
         for (const row of rows) {
           if (started >= free) break;
-          if (active.has(row.event_id)) continue;
-          const job = handle(row)
+          if (active.has(row.event_id) || finishedDuringPoll.has(row.event_id)) continue;
+          const job = deliver(row)
             .catch((err: unknown) => logger.error({ err, consumer: name }, "event bookkeeping failed"))
             .finally(() => {
               active.delete(row.event_id);
+              if (polling) finishedDuringPoll.add(row.event_id);
               wake?.();
             });
           active.set(row.event_id, job);
@@ -247,7 +115,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
 
   return {
     name,
-    types: [...handlers.keys()],
+    types: handling.types,
     start() {
       if (running) return;
       running = true;
@@ -263,5 +131,20 @@ export function createConsumer(options: ConsumerOptions): Consumer {
       await loop;
       await Promise.all(active.values());
     },
+  };
+}
+
+function inboxDelivery(row: InboxRow): Delivery {
+  return {
+    event: {
+      id: row.event_id,
+      type: row.type,
+      payload: row.payload,
+      headers: JSON.parse(row.headers) as Record<string, string>,
+      occurredAt: row.occurred_at,
+      source: row.source,
+    },
+    attempts: Number(row.attempts),
+    receivedAt: Number(row.received_at),
   };
 }

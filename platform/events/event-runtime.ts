@@ -1,6 +1,9 @@
 // Wires the event machinery of one process: per service an outbox and a
-// relay; per consuming service a consumer worker; one bus. Services see only
-// ServiceEvents: a transaction with emit, and `on` to handle an event type.
+// relay; per consuming service a consumer; one bus, in-process (embedded, the
+// default) or JetStream (the mesh), chosen by which one is passed in.
+// Services see only ServiceEvents: a transaction with emit, and `on` to
+// handle an event type. Dead letters, their retry and the backlog live in each
+// service's own database whichever the bus, so the admin RPCs are the same.
 import { fromBinary } from "@bufbuild/protobuf";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -10,9 +13,12 @@ import type { EventAdminService } from "../../gen/mesh/v1/events_pb.js";
 import { redactForLog } from "../redaction.ts";
 import type { Database, Queryable } from "../store/sqlite.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import { createConsumer } from "./consumer.ts";
-import type { Consumer, EventHandler, HandlerEntry } from "./consumer.ts";
+import { createInboxWorker } from "./consumer.ts";
+import type { Consumer } from "./consumer.ts";
+import { createEventHandling } from "./event-handling.ts";
+import type { EventHandler, HandlerEntry } from "./event-handling.ts";
 import type { InProcessBus } from "./in-process-bus.ts";
+import type { JetStreamBus } from "./jetstream-bus.ts";
 import { createOutbox } from "./outbox.ts";
 import type { Emit, Outbox } from "./outbox.ts";
 import { createOutboxRelay } from "./relay.ts";
@@ -26,15 +32,35 @@ export interface ServiceEvents {
 }
 
 export interface EventRuntimeOptions {
-  bus: InProcessBus;
+  /**
+   * createInProcessBus() delivers through each consumer's inbox table in this
+   * process; createJetStreamBus({ servers }) through NATS JetStream. The
+   * runtime closes it on stop().
+   */
+  bus: InProcessBus | JetStreamBus;
   logger: Logger;
   /** Consumer tuning, mostly for tests. */
-  consumer?: { maxAttempts?: number; backoffMs?: number; retryLaterWindowMs?: number; concurrency?: number };
+  consumer?: EventConsumerTuning;
   /**
    * Keep committed events in the outboxes: relays do not start. For
    * maintenance and crash drills. Default EVENT_RELAY_HOLD=1, else off.
    */
   holdOutbox?: boolean;
+}
+
+export interface EventConsumerTuning {
+  /** Attempts before an event becomes a dead letter. Default EVENT_MAX_ATTEMPTS, then 5. */
+  maxAttempts?: number;
+  /** First retry delay, doubling per attempt up to 5 s. Default 100 ms. */
+  backoffMs?: number;
+  /** How long RetryLater may postpone an event before it counts as a failure. Default 60 s. */
+  retryLaterWindowMs?: number;
+  /** Events handled at once: per service in-process, per service and event type on JetStream. Default 8. */
+  concurrency?: number;
+  /** JetStream only: how soon an unacknowledged event (its consumer died) is delivered again. Default EVENT_ACK_WAIT_MS, then 10 s. */
+  ackWaitMs?: number;
+  /** JetStream only: the consumers' max_deliver backstop. Default maxAttempts + RetryLater's deliveries + 10. */
+  maxDeliver?: number;
 }
 
 interface ServiceEntry {
@@ -43,7 +69,10 @@ interface ServiceEntry {
   outbox: Outbox;
   relay: OutboxRelay;
   handlers: Map<string, HandlerEntry>;
+  /** The inbox worker: the whole consumer in-process; with JetStream, dead letters put back. */
   consumer?: Consumer;
+  /** The JetStream consumer, with that bus. */
+  pulled?: Consumer;
 }
 
 export interface EventRuntime {
@@ -111,16 +140,28 @@ export function createEventRuntime(options: EventRuntimeOptions): EventRuntime {
     async getEventBacklog() {
       const sources = [];
       const consumers = [];
+      const unacknowledged = async (s: ServiceEntry) => {
+        if (bus.kind !== "jetstream") return 0;
+        try {
+          return await bus.backlog(s.name, [...s.handlers.keys()]);
+        } catch (err) {
+          throw new ConnectError(`event backlog of ${s.name}: ${(err as Error).message}`, Code.Unavailable);
+        }
+      };
+      // Every outbox first, then every inbox: an event moving from one
+      // service to the next is then counted at least once, never missed.
       for (const s of services) {
         const unpublished = await s.db.get<{ n: number }>("SELECT COUNT(*) AS n FROM event_outbox WHERE published_at IS NULL");
         sources.push({ source: s.name, unpublished: Number(unpublished?.n ?? 0) });
+      }
+      for (const s of services) {
         if (s.consumer) {
           const counts = await s.db.all<{ status: string; n: number }>(
             "SELECT status, COUNT(*) AS n FROM event_inbox WHERE consumer = ? AND status IN ('pending', 'dead') GROUP BY status",
             s.name,
           );
           const of = (status: string) => Number(counts.find((c) => c.status === status)?.n ?? 0);
-          consumers.push({ consumer: s.name, pending: of("pending"), dead: of("dead") });
+          consumers.push({ consumer: s.name, pending: of("pending") + (await unacknowledged(s)), dead: of("dead") });
         }
       }
       return { sources, consumers };
@@ -145,19 +186,32 @@ export function createEventRuntime(options: EventRuntimeOptions): EventRuntime {
       };
     },
     start() {
+      const tuning = options.consumer ?? {};
       for (const s of services) {
         if (s.handlers.size === 0) continue;
-        s.consumer = createConsumer({
+        const consumerLogger = logger.child({ consumer: s.name });
+        const handling = createEventHandling({
           name: s.name,
           db: s.db,
           outbox: s.outbox,
           handlers: s.handlers,
-          logger: logger.child({ consumer: s.name }),
-          ...options.consumer,
+          logger: consumerLogger,
+          maxAttempts: tuning.maxAttempts,
+          backoffMs: tuning.backoffMs,
+          retryLaterWindowMs: tuning.retryLaterWindowMs,
         });
-        bus.subscribe({ name: s.name, types: s.consumer.types, db: s.db, kick: () => s.consumer!.kick() });
+        const worker = createInboxWorker(handling, consumerLogger, { concurrency: tuning.concurrency });
+        s.consumer = worker;
+        if (bus.kind === "jetstream") {
+          s.pulled = bus.consumer(handling, { concurrency: tuning.concurrency, ackWaitMs: tuning.ackWaitMs, maxDeliver: tuning.maxDeliver });
+        } else {
+          bus.subscribe({ name: s.name, types: worker.types, db: s.db, kick: () => worker.kick() });
+        }
       }
-      for (const s of services) s.consumer?.start();
+      for (const s of services) {
+        s.consumer?.start();
+        s.pulled?.start();
+      }
       if (options.holdOutbox ?? process.env.EVENT_RELAY_HOLD === "1") {
         logger.warn("EVENT_RELAY_HOLD is on: committed events stay in the outboxes until a restart without it");
         return;
@@ -166,6 +220,7 @@ export function createEventRuntime(options: EventRuntimeOptions): EventRuntime {
     },
     async stop() {
       for (const s of services) await s.relay.stop();
+      for (const s of services) await s.pulled?.stop();
       for (const s of services) await s.consumer?.stop();
       await bus.close();
     },

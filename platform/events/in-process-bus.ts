@@ -13,6 +13,7 @@ export interface InProcessSubscriber {
 }
 
 export interface InProcessBus extends EventBus {
+  readonly kind: "in-process";
   /** Subscribe every consumer before any relay starts: events published earlier are not replayed to it. */
   subscribe(subscriber: InProcessSubscriber): void;
 }
@@ -20,6 +21,7 @@ export interface InProcessBus extends EventBus {
 export function createInProcessBus(): InProcessBus {
   const subscribers: InProcessSubscriber[] = [];
   return {
+    kind: "in-process",
     subscribe(subscriber) {
       subscribers.push(subscriber);
     },

@@ -1,7 +1,10 @@
 // The tables every service's database gets for its events: the outbox it
 // writes in the same transaction as its state, the inbox of each consumer it
-// hosts (the durable queue of the in-process bus, and the record of handled
-// event ids), and the dead letters.
+// hosts, and the dead letters. The inbox is the record of handled event ids
+// (written in the handler's transaction) and of attempts, whichever the bus;
+// with the in-process bus it is also the durable queue (status 'pending'),
+// with JetStream the stream is, and the inbox holds a row only once an event
+// was handled, failed ('retrying') or died.
 import type { Migration } from "../store/sqlite.ts";
 
 export const eventMigrations: readonly Migration[] = [

@@ -1,11 +1,12 @@
 // A service's own database: node:sqlite (built in, no native addon), WAL, and
-// versioned migrations owned by the service. The interface is asynchronous and
-// the SQL uses "?" placeholders so a PostgreSQL implementation can stand
-// behind it unchanged.
+// versioned migrations owned by the service (applied by migrate.ts). The
+// interface is asynchronous and the SQL uses "?" placeholders so the
+// PostgreSQL implementation (postgres.ts) stands behind it unchanged.
 import { DatabaseSync } from "node:sqlite";
 import type { SQLInputValue } from "node:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { migrate } from "./migrate.ts";
 
 export type SqlValue = SQLInputValue;
 export type Row = Record<string, SqlValue>;
@@ -41,7 +42,9 @@ export interface OpenOptions {
 export async function openDatabase(options: OpenOptions): Promise<Database> {
   if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
   const db = new DatabaseSync(options.path);
-  db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
+  // busy_timeout first: switching to WAL takes a lock that another process
+  // opening the same file (a replica starting alongside) may hold for a moment.
+  db.exec("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;");
   const statements = new Map<string, ReturnType<DatabaseSync["prepare"]>>();
   const prepare = (sql: string) => {
     let s = statements.get(sql);
@@ -86,20 +89,11 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
     ping: () => serialized(async () => void db.prepare("SELECT 1").get()),
     close: () => serialized(async () => db.close()),
   };
-  await migrate(database, options.migrations);
-  return database;
-}
-
-async function migrate(db: Database, migrations: readonly Migration[]): Promise<void> {
-  await db.run("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)");
-  const applied = new Set((await db.all<{ version: number }>("SELECT version FROM schema_migrations")).map((r) => Number(r.version)));
-  const pending = [...migrations].sort((a, b) => a.version - b.version).filter((m) => !applied.has(m.version));
-  for (const m of pending) {
-    await db.transaction(async (tx) => {
-      for (const statement of m.sql.split(/;\s*(?:\n|$)/).map((s) => s.trim()).filter(Boolean)) {
-        await tx.run(statement);
-      }
-      await tx.run("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", m.version, m.name, new Date().toISOString());
-    });
+  try {
+    await migrate(database, options.migrations);
+  } catch (err) {
+    await database.close();
+    throw err;
   }
+  return database;
 }

@@ -1,4 +1,7 @@
 // JSON logs through pino. One logger per process; services take children.
+// Every line also lands in a bounded in-memory ring (recentLogLines), so the
+// operations console can show the lines of one trace without a log stack.
+import { trace } from "@opentelemetry/api";
 import { pino } from "pino";
 import type { Logger, DestinationStream } from "pino";
 
@@ -9,9 +12,49 @@ export interface LoggerOptions {
   level?: string;
   /** Where lines go. Default stdout. */
   destination?: DestinationStream;
+  /**
+   * The ring that keeps a copy of every line written, as printed (redacted).
+   * Default recentLogLines, this process's ring; false keeps no copy.
+   */
+  recent?: LogRing | false;
 }
 
+export interface LogRing {
+  /** Keeps one printed line; the oldest is dropped when full. */
+  push(line: string): void;
+  /** The lines kept, oldest first; only those containing `includes` when given. */
+  lines(includes?: string): string[];
+  readonly capacity: number;
+}
+
+/** A fixed-size ring of printed lines: a push costs the same however full it is. */
+export function createLogRing(capacity = 5000): LogRing {
+  const slots: Array<string | undefined> = new Array<string | undefined>(capacity);
+  let next = 0;
+  let size = 0;
+  return {
+    capacity,
+    push(line) {
+      slots[next] = line;
+      next = (next + 1) % capacity;
+      if (size < capacity) size++;
+    },
+    lines(includes) {
+      const out: string[] = [];
+      for (let i = 0; i < size; i++) {
+        const line = slots[(next - size + i + capacity) % capacity]!;
+        if (includes === undefined || line.includes(includes)) out.push(line);
+      }
+      return out;
+    },
+  };
+}
+
+/** This process's recent log lines, shared by every logger createLogger makes. */
+export const recentLogLines = createLogRing();
+
 export function createLogger(options: LoggerOptions = {}): Logger {
+  const ring = options.recent ?? recentLogLines;
   return pino(
     {
       level: options.level ?? process.env.LOG_LEVEL ?? "info",
@@ -20,6 +63,17 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       formatters: { level: (label) => ({ level: label }) },
       // Belt and braces: values under these keys never print, whatever logs them.
       redact: { paths: ["password", "token", "authorization", "*.password", "*.token", "*.authorization"], censor: "[REDACTED]" },
+      // A line written while a span is active carries its ids, so every line
+      // of a call (a degraded section, a handler's warning) can be found by
+      // trace id. Ids passed explicitly in the line win.
+      mixin() {
+        const span = trace.getActiveSpan();
+        if (!span) return {};
+        const { traceId, spanId } = span.spanContext();
+        return { trace_id: traceId, span_id: spanId };
+      },
+      // The printed line, after redaction: the ring never holds more than stdout shows.
+      hooks: ring ? { streamWrite: (line) => (ring.push(line), line) } : undefined,
     },
     options.destination,
   );

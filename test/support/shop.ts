@@ -1,5 +1,6 @@
 // The shop (or some of its services) started inside the test process on an
 // ephemeral loopback port, with logs kept in memory for assertions.
+import { createHash, randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import { createClient } from "@connectrpc/connect";
 import type { Client, Transport } from "@connectrpc/connect";
@@ -8,7 +9,40 @@ import type { DescService } from "@bufbuild/protobuf";
 import { createLogger, createTokenAuthority } from "@shop/platform";
 import type { ServiceModule, TokenAuthority } from "@shop/platform";
 import { startShop } from "../../runner/shop.ts";
+import { getSharedNats } from "./nats.ts";
+import { getSharedPostgres } from "./postgres.ts";
 import type { RunningShop } from "../../runner/shop.ts";
+
+/**
+ * SHOP_TEST_STORE=postgres gives every service of the shop a fresh database
+ * on a real PostgreSQL server (one shared per test run).
+ * SHOP_TEST_BUS=nats runs the shop's events through a real JetStream server
+ * (one shared per test run, a stream of its own per shop: a restart on the
+ * same dataDir reuses it).
+ */
+async function testBackendEnv(dataDir: string | undefined, services: readonly string[]): Promise<{ env: Record<string, string>; drop?: () => Promise<void> }> {
+  const env: Record<string, string> = {};
+  let drop: (() => Promise<void>) | undefined;
+  if (process.env.SHOP_TEST_STORE === "postgres") {
+    // Fresh databases per shop; shops given the same dataDir (a restart, a
+    // second replica) share one set, kept until the process ends.
+    const known = dataDir ? postgresByDataDir.get(dataDir) : undefined;
+    const missing = services.filter((s) => !known?.services.has(s));
+    const created = missing.length > 0 ? await (await getSharedPostgres()).createDatabases(missing) : undefined;
+    const merged = { services: new Set([...(known?.services ?? []), ...missing]), env: { ...known?.env, ...created?.env } };
+    if (dataDir) postgresByDataDir.set(dataDir, merged);
+    else drop = created?.drop;
+    Object.assign(env, merged.env, { STORE: "postgres" });
+  }
+  if (process.env.SHOP_TEST_BUS === "nats") {
+    const nats = await getSharedNats();
+    const id = dataDir ? createHash("sha256").update(dataDir).digest("hex").slice(0, 12) : randomBytes(6).toString("hex");
+    Object.assign(env, { BUS: "nats", NATS_URL: nats.url, EVENT_STREAM: `TEST_${id}`, EVENT_SUBJECT_PREFIX: `test.${id}` });
+  }
+  return { env, drop };
+}
+
+const postgresByDataDir = new Map<string, { services: Set<string>; env: Record<string, string> }>();
 
 export const TEST_TOKEN_KEY = "test-token-key-for-the-suite-only";
 
@@ -43,6 +77,7 @@ export async function startTestShop(modules: readonly ServiceModule[], options: 
     },
   });
   const tokens = createTokenAuthority({ key: TEST_TOKEN_KEY });
+  const backends = await testBackendEnv(options.dataDir, modules.map((m) => m.name));
   const shop = await startShop({
     modules,
     port: 0,
@@ -52,7 +87,7 @@ export async function startTestShop(modules: readonly ServiceModule[], options: 
     tokens,
     drainTimeoutMs: 2000,
     events: options.events,
-    env: { ...process.env, ...options.env },
+    env: { ...process.env, ...backends.env, ...options.env },
   });
   const url = `http://127.0.0.1:${shop.port}`;
   const transport = createGrpcTransport({ baseUrl: url });
@@ -65,6 +100,9 @@ export async function startTestShop(modules: readonly ServiceModule[], options: 
     transport,
     client: (service) => createClient(service, transport),
     as: (token) => ({ headers: { authorization: `Bearer ${token}` } }),
-    stop: () => shop.stop(),
+    async stop() {
+      await shop.stop();
+      await backends.drop?.();
+    },
   };
 }
