@@ -57,12 +57,28 @@ typecheck: node_modules/.installed ## TypeScript, strict, no emit
 	tsc -p tsconfig.json
 
 .PHONY: test
-test: install lint checkgenerate breaking typecheck ## The whole suite: lint, generated code, types, then mocha
+test: install lint checkgenerate breaking typecheck ## The whole suite: lint, generated code, types, mocha; then the store and event tests again on PostgreSQL and JetStream
 	mocha
+	SHOP_TEST_STORE=postgres SHOP_TEST_BUS=nats mocha --config test/mocharc-infra.json
+
+.PHONY: infra-up
+infra-up: ## Local PostgreSQL (127.0.0.1:55432, a role and database per service) and nats-server -js (127.0.0.1:54222), data in ./.infra
+	infra/postgres.sh up
+	infra/nats.sh up
+
+.PHONY: infra-down
+infra-down: ## Stop the local PostgreSQL and nats-server; PURGE=1 also deletes their data
+	infra/nats.sh down $(if $(PURGE),--purge,)
+	infra/postgres.sh down $(if $(PURGE),--purge,)
+
+STORE ?=
+BUS ?=
 
 .PHONY: run
-run: node_modules/.installed ## Every service in one process on :8080 (PORT overrides; DATA_DIR=:memory: for a throwaway run)
-	node runner/embedded.ts
+run: node_modules/.installed ## Every service in one process on :8080 (PORT overrides; DATA_DIR=:memory: throwaway; STORE=postgres BUS=nats use make infra-up's servers)
+	@if [ "$(STORE)" = postgres ]; then infra/postgres.sh up >/dev/null; eval "$$(infra/postgres.sh env)"; fi; \
+	if [ "$(BUS)" = nats ]; then infra/nats.sh up >/dev/null; eval "$$(infra/nats.sh env)"; fi; \
+	exec node runner/embedded.ts
 
 .PHONY: token
 token: node_modules/.installed ## Print a service token ("operator") for SERVICE-only methods, signed with SHOP_TOKEN_KEY
