@@ -53,8 +53,17 @@ breaking: node_modules/.installed ## buf breaking against the previous commit (s
 	else echo "buf breaking: no previous commit with proto/ to compare against"; fi
 
 .PHONY: typecheck
-typecheck: node_modules/.installed ## TypeScript, strict, no emit
+typecheck: node_modules/.installed ## TypeScript, strict, no emit: the backend, then the browser app
 	tsc -p tsconfig.json
+	tsc -p web/tsconfig.json
+
+WEB_SOURCES := web/index.html web/vite.config.ts $(shell find web/src gen -type f 2>/dev/null)
+
+web/dist/index.html: node_modules/.installed $(WEB_SOURCES)
+	cd web && vite build
+
+.PHONY: web
+web: web/dist/index.html ## Build the browser app into web/dist (served at / by make run)
 
 .PHONY: test
 test: install lint checkgenerate breaking typecheck ## The whole suite: lint, generated code, types, mocha; then the store and event tests again on PostgreSQL and JetStream
@@ -75,7 +84,7 @@ STORE ?=
 BUS ?=
 
 .PHONY: run
-run: node_modules/.installed ## Every service in one process on :8080 (PORT overrides; DATA_DIR=:memory: throwaway; STORE=postgres BUS=nats use make infra-up's servers)
+run: node_modules/.installed web/dist/index.html ## Every service in one process on :8080 (PORT overrides; DATA_DIR=:memory: throwaway; STORE=postgres BUS=nats use make infra-up's servers)
 	@if [ "$(STORE)" = postgres ]; then infra/postgres.sh up >/dev/null; eval "$$(infra/postgres.sh env)"; fi; \
 	if [ "$(BUS)" = nats ]; then infra/nats.sh up >/dev/null; eval "$$(infra/nats.sh env)"; fi; \
 	exec node runner/embedded.ts
@@ -94,4 +103,4 @@ bench-saga: node_modules/.installed ## Orders per second through the whole saga,
 
 .PHONY: clean
 clean: ## Remove installed packages, tools and local data
-	rm -rf node_modules tools data
+	rm -rf node_modules tools data web/dist test-results

@@ -77,7 +77,14 @@ export interface PipelineOptions {
 }
 
 const HEALTH_SERVICE = "grpc.health.v1.Health";
-const QUIET_SERVICES = new Set([HEALTH_SERVICE, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
+// Successful calls to these log at debug: probes, tools and the console poll them constantly.
+const QUIET_SERVICES = new Set([
+  HEALTH_SERVICE,
+  "grpc.reflection.v1.ServerReflection",
+  "grpc.reflection.v1alpha.ServerReflection",
+  "mesh.v1.OpsService",
+  "mesh.v1.EventAdminService",
+]);
 
 interface CallStart {
   readonly scope: CallScope;
