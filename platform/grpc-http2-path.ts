@@ -10,7 +10,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import { create, fromBinary, isMessage, toBinary } from "@bufbuild/protobuf";
 import type { DescMessage, DescMethod, DescService, Message } from "@bufbuild/protobuf";
-import { Code, ConnectError, createContextValues, createHandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import type { HandlerContext } from "@connectrpc/connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { peerKey } from "./rpc-pipeline.ts";
@@ -58,64 +58,115 @@ export function createGrpcStreamHandler(options: GrpcPathOptions) {
       stream.resume();
       return;
     }
-    const abort = new AbortController();
-    stream.once("close", () => abort.abort(new ConnectError("stream closed by the client", Code.Canceled)));
-    // A client that gives up (its deadline passed, or it cancelled) resets the
-    // stream; node:http2 reports that as an error on the stream, which must not
-    // take the process down. The handler learns of it through its signal.
-    stream.on("error", (err: Error) => {
-      const reason = err.message.includes("NGHTTP2_CANCEL") ? "cancelled by the client" : "reset by the client";
-      abort.abort(new ConnectError(`stream ${reason}`, Code.Canceled));
-    });
     const socket = stream.session?.socket;
-    const ctx = createHandlerContext({
-      service: route.service,
-      method: route.method,
-      protocolName: "grpc",
-      requestMethod: "POST",
-      url: path,
-      timeoutMs: timeout.timeoutMs,
-      requestSignal: abort.signal,
-      requestHeader: toHeaders(headers),
-      contextValues: createContextValues().set(peerKey, socket ? `${socket.remoteAddress}:${socket.remotePort}` : ""),
-    });
+    const call = createCallContext(stream, route, path, timeout.timeoutMs, toHeaders(headers), socket ? `${socket.remoteAddress}:${socket.remotePort}` : "");
+    const ctx = call.ctx;
 
     const kind = route.method.methodKind;
     if (kind === "unary" || kind === "server_streaming") {
       readSingleMessage(stream, route.method.input, maxMessageBytes, (err, message) => {
         if (err) return sendError(stream, err);
-        if (kind === "unary") void runUnary(stream, route, message!, ctx);
-        else void runServerStream(stream, route, message!, ctx);
+        if (kind === "unary") void runUnary(stream, route, message!, call);
+        else void runServerStream(stream, route, message!, call);
       });
       return;
     }
     const requests = readMessages(stream, route.method.input, maxMessageBytes);
-    if (kind === "client_streaming") void runUnary(stream, route, requests, ctx);
-    else void runServerStream(stream, route, requests, ctx);
+    if (kind === "client_streaming") void runUnary(stream, route, requests, call);
+    else void runServerStream(stream, route, requests, call);
   };
 }
 
-async function runUnary(stream: ServerHttp2Stream, route: GrpcRoute, input: unknown, ctx: HandlerContext): Promise<void> {
+interface CallContext {
+  readonly ctx: HandlerContext;
+  /** The response headers and trailers the handler set, if it set any. */
+  header(): Headers | undefined;
+  trailer(): Headers | undefined;
+  /** The call is over: stop the deadline timer; a later close aborts nothing. */
+  finish(): void;
+}
+
+/**
+ * The HandlerContext of one call, built for the hot path: response headers
+ * and trailers are created only if the handler touches them, and the signal
+ * aborts only when the client goes away or the deadline passes during the
+ * call, not on every normal end.
+ */
+function createCallContext(
+  stream: ServerHttp2Stream,
+  route: GrpcRoute,
+  url: string,
+  timeoutMs: number | undefined,
+  requestHeader: Headers,
+  peer: string,
+): CallContext {
+  const abort = new AbortController();
+  let finished = false;
+  let responseHeader: Headers | undefined;
+  let responseTrailer: Headers | undefined;
+  // grpc-timeout can be in microseconds or nanoseconds: whole milliseconds here.
+  const deadlineAt = timeoutMs === undefined ? undefined : Date.now() + Math.floor(timeoutMs);
+  const timer =
+    timeoutMs === undefined ? undefined : setTimeout(() => abort.abort(new ConnectError("the call's deadline passed", Code.DeadlineExceeded)), timeoutMs);
+  const gone = (reason: string) => {
+    if (!finished) abort.abort(new ConnectError(reason, Code.Canceled));
+  };
+  stream.once("close", () => gone("stream closed by the client"));
+  // A client that gives up (its deadline passed, or it cancelled) resets the
+  // stream; node:http2 reports that as an error on the stream, which must not
+  // take the process down. The handler learns of it through its signal.
+  stream.on("error", (err: Error) => gone(err.message.includes("NGHTTP2_CANCEL") ? "stream cancelled by the client" : "stream reset by the client"));
+  const ctx: HandlerContext = {
+    service: route.service,
+    method: route.method,
+    signal: abort.signal,
+    timeoutMs: () => (deadlineAt === undefined ? undefined : deadlineAt - Date.now()),
+    requestMethod: "POST",
+    requestHeader,
+    get responseHeader() {
+      return (responseHeader ??= new Headers());
+    },
+    get responseTrailer() {
+      return (responseTrailer ??= new Headers());
+    },
+    protocolName: "grpc",
+    values: createContextValues().set(peerKey, peer),
+    url,
+  };
+  return {
+    ctx,
+    header: () => responseHeader,
+    trailer: () => responseTrailer,
+    finish() {
+      finished = true;
+      clearTimeout(timer);
+    },
+  };
+}
+
+async function runUnary(stream: ServerHttp2Stream, route: GrpcRoute, input: unknown, call: CallContext): Promise<void> {
   let output: Message;
   try {
-    output = toMessage(route.method.output, await route.impl(input, ctx));
+    output = toMessage(route.method.output, await route.impl(input, call.ctx));
   } catch (err) {
-    return sendError(stream, asConnectError(err), ctx.responseHeader);
+    call.finish();
+    return sendError(stream, asConnectError(err), call.header());
   }
+  call.finish();
   if (stream.destroyed) return;
-  stream.respond(responseHeaders(ctx.responseHeader), { waitForTrailers: true });
-  stream.once("wantTrailers", () => stream.sendTrailers(toOutgoing(setTrailerStatus(ctx.responseTrailer, undefined))));
+  stream.respond(responseHeaders(call.header()), { waitForTrailers: true });
+  stream.once("wantTrailers", () => stream.sendTrailers(okTrailers(call.trailer())));
   stream.end(frame(toBinary(route.method.output, output)));
 }
 
-async function runServerStream(stream: ServerHttp2Stream, route: GrpcRoute, input: unknown, ctx: HandlerContext): Promise<void> {
+async function runServerStream(stream: ServerHttp2Stream, route: GrpcRoute, input: unknown, call: CallContext): Promise<void> {
   let headersSent = false;
   let failure: ConnectError | undefined;
   try {
-    for await (const item of route.impl(input, ctx) as AsyncIterable<unknown>) {
+    for await (const item of route.impl(input, call.ctx) as AsyncIterable<unknown>) {
       if (stream.destroyed) return;
       if (!headersSent) {
-        stream.respond(responseHeaders(ctx.responseHeader), { waitForTrailers: true });
+        stream.respond(responseHeaders(call.header()), { waitForTrailers: true });
         headersSent = true;
       }
       const bytes = frame(toBinary(route.method.output, toMessage(route.method.output, item)));
@@ -123,14 +174,22 @@ async function runServerStream(stream: ServerHttp2Stream, route: GrpcRoute, inpu
     }
   } catch (err) {
     failure = asConnectError(err);
+  } finally {
+    call.finish();
   }
   if (stream.destroyed) return;
   if (!headersSent) {
     // Nothing sent yet: a clean end or an error both go out as Trailers-Only.
-    return sendError(stream, failure, ctx.responseHeader, ctx.responseTrailer);
+    return sendError(stream, failure, call.header(), call.trailer());
   }
-  stream.once("wantTrailers", () => stream.sendTrailers(toOutgoing(setTrailerStatus(ctx.responseTrailer, failure))));
+  stream.once("wantTrailers", () => stream.sendTrailers(failure ? toOutgoing(setTrailerStatus(call.trailer() ?? new Headers(), failure)) : okTrailers(call.trailer())));
   stream.end();
+}
+
+function okTrailers(trailer: Headers | undefined): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = trailer ? toOutgoing(trailer) : {};
+  out["grpc-status"] = "0";
+  return out;
 }
 
 function sendError(stream: ServerHttp2Stream, error: ConnectError | undefined, header?: Headers, trailer?: Headers): void {

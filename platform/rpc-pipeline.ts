@@ -142,7 +142,7 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
     );
     const timeout = ctx.timeoutMs() ?? contract.deadlineMs;
     const scope: CallScope = {
-      deadlineAt: timeout === undefined ? undefined : Date.now() + timeout,
+      deadlineAt: timeout === undefined ? undefined : Date.now() + Math.floor(timeout),
       principal: undefined,
       authorization: ctx.requestHeader.get("authorization") ?? undefined,
       serviceName: options.serviceName,

@@ -59,10 +59,14 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     {
       level: options.level ?? process.env.LOG_LEVEL ?? "info",
       base: { pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      // Epoch milliseconds: formatting an ISO date on every line costs more
+      // than the rest of the line's fields together.
+      timestamp: pino.stdTimeFunctions.epochTime,
       formatters: { level: (label) => ({ level: label }) },
-      // Belt and braces: values under these keys never print, whatever logs them.
-      redact: { paths: ["password", "token", "authorization", "*.password", "*.token", "*.authorization"], censor: "[REDACTED]" },
+      // Belt and braces: values under these keys never print, whatever logs
+      // them. Request bodies are redacted from the contract (redaction.ts);
+      // no wildcard paths here, they cost on every line.
+      redact: { paths: ["password", "token", "authorization", "request.password", "request.token"], censor: "[REDACTED]" },
       // A line written while a span is active carries its ids, so every line
       // of a call (a degraded section, a handler's warning) can be found by
       // trace id. Ids passed explicitly in the line win.

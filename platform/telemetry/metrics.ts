@@ -48,7 +48,16 @@ export function createRpcMetrics(options: { defaultMetrics?: boolean } = {}): Rp
   });
 
   // Label lookups cost more than the increments; keep the children per method.
-  const perMethod = new Map<string, { requests: ReturnType<typeof requests.labels>; duration: ReturnType<typeof duration.labels>; inFlight: ReturnType<typeof inFlight.labels> }>();
+  type CounterChild = ReturnType<typeof handled.labels>;
+  const perMethod = new Map<
+    string,
+    {
+      requests: ReturnType<typeof requests.labels>;
+      duration: ReturnType<typeof duration.labels>;
+      inFlight: ReturnType<typeof inFlight.labels>;
+      byCode: Map<string, { handled: CounterChild; errors: CounterChild | undefined }>;
+    }
+  >();
 
   const clientHandled = new Counter({
     name: "rpc_client_handled_total",
@@ -81,6 +90,7 @@ export function createRpcMetrics(options: { defaultMetrics?: boolean } = {}): Rp
           requests: requests.labels(service, method),
           duration: duration.labels(service, method),
           inFlight: inFlight.labels(service, method),
+          byCode: new Map(),
         };
         perMethod.set(key, m);
       }
@@ -91,8 +101,13 @@ export function createRpcMetrics(options: { defaultMetrics?: boolean } = {}): Rp
       return (code) => {
         entry.inFlight.dec();
         entry.duration.observe((performance.now() - started) / 1000);
-        handled.labels(service, method, code).inc();
-        if (code !== "OK") errors.labels(service, method, code).inc();
+        let byCode = entry.byCode.get(code);
+        if (!byCode) {
+          byCode = { handled: handled.labels(service, method, code), errors: code === "OK" ? undefined : errors.labels(service, method, code) };
+          entry.byCode.set(code, byCode);
+        }
+        byCode.handled.inc();
+        byCode.errors?.inc();
       };
     },
   };

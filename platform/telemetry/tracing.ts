@@ -17,12 +17,21 @@ let installed: BasicTracerProvider | undefined;
  * operator (and a test) can see a trace without a collector. Bounded.
  */
 export function createRecentSpans(capacity = 5000) {
-  const spans: ReadableSpan[] = [];
+  // A fixed ring: recording a span costs the same however full it is.
+  const slots: Array<ReadableSpan | undefined> = new Array<ReadableSpan | undefined>(capacity);
+  let next = 0;
+  let size = 0;
+  const all = (): ReadableSpan[] => {
+    const out: ReadableSpan[] = [];
+    for (let i = 0; i < size; i++) out.push(slots[(next - size + i + capacity) % capacity]!);
+    return out;
+  };
   const processor: SpanProcessor = {
     onStart() {},
     onEnd(span) {
-      spans.push(span);
-      if (spans.length > capacity) spans.splice(0, spans.length - capacity);
+      slots[next] = span;
+      next = (next + 1) % capacity;
+      if (size < capacity) size++;
     },
     forceFlush: async () => {},
     shutdown: async () => {},
@@ -30,8 +39,9 @@ export function createRecentSpans(capacity = 5000) {
   return {
     processor,
     /** Finished spans of one trace, oldest first. */
-    ofTrace: (traceId: string) => spans.filter((s) => s.spanContext().traceId === traceId),
-    all: (): readonly ReadableSpan[] => spans,
+    ofTrace: (traceId: string) => all().filter((s) => s.spanContext().traceId === traceId),
+    /** Every span kept, oldest first. */
+    all: (): readonly ReadableSpan[] => all(),
   };
 }
 

@@ -33,14 +33,14 @@ export function createEchoService(options: EchoOptions): ServiceImpl<typeof Echo
       const traceId = trace.getActiveSpan()?.spanContext().traceId ?? "";
       if (req.sleepMs > 0) await sleep(req.sleepMs);
       served++;
-      return { message: req.message, budgetMs: BigInt(budget ?? -1), traceId, instance: options.instance, served };
+      return { message: req.message, budgetMs: BigInt(Math.round(budget ?? -1)), traceId, instance: options.instance, served };
     },
     async relay(req) {
       const budget = remainingBudgetMs();
       if (!options.clients) throw new ConnectError("relay has no downstream configured", Code.FailedPrecondition);
       if (req.waitMs > 0) await sleep(req.waitMs);
       const downstream = await options.clients.client(EchoService).echo({ message: req.message });
-      return { budgetMs: BigInt(budget ?? -1), downstream };
+      return { budgetMs: BigInt(Math.round(budget ?? -1)), downstream };
     },
     fail(req) {
       if (req.code === 0) {
