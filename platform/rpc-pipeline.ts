@@ -9,7 +9,7 @@ import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { authorize } from "./auth.ts";
 import type { Principal, TokenAuthority } from "./auth.ts";
-import { runInScope } from "./call-scope.ts";
+import { contextWithScope } from "./call-scope.ts";
 import type { CallScope } from "./call-scope.ts";
 import { contractOf } from "./contract.ts";
 import { redactForLog } from "./redaction.ts";
@@ -191,11 +191,9 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
     return async (input, ctx) => {
       const start = begin(ctx, input);
       try {
-        const result = await context.with(start.otelContext, async () => {
-          const scope = await admit(start, ctx, takesStream ? undefined : input);
-          const pending = runInScope(scope, () => handler(input, ctx)) as Promise<unknown>;
-          return scope.deadlineAt === undefined ? await pending : await withDeadline(pending, scope.deadlineAt);
-        });
+        const scope = await admit(start, ctx, takesStream ? undefined : input);
+        const pending = context.with(contextWithScope(start.otelContext, scope), () => handler(input, ctx)) as Promise<unknown>;
+        const result = scope.deadlineAt === undefined ? await pending : await withDeadline(pending, scope.deadlineAt);
         start.finish(undefined);
         return result;
       } catch (err) {
@@ -211,15 +209,16 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
     let iterator: AsyncIterator<unknown> | undefined;
     let finished = false;
     try {
-      const scope = await context.with(start.otelContext, () => admit(start, ctx, takesStream ? undefined : input));
-      const iterable = runInScope(scope, () => context.with(start.otelContext, () => handler(input, ctx))) as AsyncIterable<unknown>;
+      const scope = await admit(start, ctx, takesStream ? undefined : input);
+      const callContext = contextWithScope(start.otelContext, scope);
+      const iterable = context.with(callContext, () => handler(input, ctx)) as AsyncIterable<unknown>;
       const it = iterable[Symbol.asyncIterator]();
       iterator = it;
       // Each step runs inside the call's scope: a generator resumes in the
       // async context of whoever calls next(), not of whoever created it.
       for (;;) {
         const step = untilDrain(
-          runInScope(scope, () => context.with(start.otelContext, () => it.next())),
+          context.with(callContext, () => it.next()),
           isHealth ? undefined : lifecycle.draining,
         );
         const next = scope.deadlineAt === undefined ? await step : await withDeadline(step, scope.deadlineAt);

@@ -79,6 +79,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       // The printed line, after redaction: the ring never holds more than stdout shows.
       hooks: ring ? { streamWrite: (line) => (ring.push(line), line) } : undefined,
     },
-    options.destination,
+    // Asynchronous writes to stdout: under load, lines queued while one write
+    // is in flight go out together; when idle, each line leaves at once.
+    // pino flushes what is queued when the process exits.
+    options.destination ?? pino.destination({ dest: 1, sync: false }),
   );
 }

@@ -1,0 +1,58 @@
+// The gRPC services each topology service serves, read from the descriptors
+// protoc-gen-es embeds in gen/, and what their contracts say per method.
+// Nothing here is a second copy of the protos: a new method, deadline or
+// idempotency level reaches the Envoy configs by regenerating.
+import { readdirSync } from "node:fs";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import type { DescFile, DescService } from "@bufbuild/protobuf";
+import { contractOf } from "@shop/platform";
+import type { MethodContract, Topology } from "@shop/platform";
+import { Health } from "../gen/health/v1/health_pb.js";
+import { EventAdminService } from "../gen/mesh/v1/events_pb.js";
+import { OpsService } from "../gen/mesh/v1/ops_pb.js";
+import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ReflectionV1Alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+
+const genRoot = fileURLToPath(new URL("../gen/", import.meta.url));
+
+/** Every instance serves these beside its own services (runner/shop.ts registers them). */
+export const instanceAdminServices: readonly DescService[] = [EventAdminService, OpsService];
+export const healthService: DescService = Health;
+export const reflectionServices: readonly DescService[] = [ReflectionV1, ReflectionV1Alpha];
+
+/**
+ * The gRPC services of each topology service: those declared in the files of
+ * its package (gen/shop/orders/v1/*_pb.js for "shop.orders.v1"), sorted by
+ * name. Throws when a service has none, naming where it looked.
+ */
+export async function loadServiceDescriptors(topology: Topology): Promise<Map<string, DescService[]>> {
+  const out = new Map<string, DescService[]>();
+  for (const [name, s] of Object.entries(topology.services)) {
+    const folder = `${genRoot}${s.package.replaceAll(".", "/")}/`;
+    let files: string[];
+    try {
+      files = readdirSync(folder).filter((f) => f.endsWith("_pb.js")).sort();
+    } catch {
+      files = [];
+    }
+    const services: DescService[] = [];
+    for (const file of files) {
+      const exports = (await import(pathToFileURL(`${folder}${file}`).href)) as Record<string, unknown>;
+      for (const value of Object.values(exports)) {
+        if (isFile(value)) services.push(...value.services.filter((svc) => svc.typeName.startsWith(`${s.package}.`)));
+      }
+    }
+    if (services.length === 0) throw new Error(`topology.json: no gRPC service for ${name} (package ${s.package}) in ${folder}: run 'make generate'`);
+    out.set(name, services.sort((a, b) => a.typeName.localeCompare(b.typeName)));
+  }
+  return out;
+}
+
+function isFile(value: unknown): value is DescFile {
+  return typeof value === "object" && value !== null && (value as { kind?: unknown }).kind === "file";
+}
+
+/** What the contract says about every method of these services, in declaration order. */
+export function methodContracts(services: readonly DescService[]): MethodContract[] {
+  return services.flatMap((s) => s.methods.map(contractOf));
+}

@@ -1,0 +1,285 @@
+// What the generated Envoy configs say, read from the generator's output as
+// data: the committed files are current, and the routes, retries, timeouts
+// and clusters follow the contracts and topology.json.
+import { expect } from "chai";
+import { join } from "node:path";
+import type { Topology } from "@shop/platform";
+import { contractOf, loadTopology } from "@shop/platform";
+import { loadServiceDescriptors } from "./contracts.ts";
+import { generateConfigs, generatedRoot, staleFiles, TARGETS } from "./generate.ts";
+import type { GeneratedConfig } from "./generate.ts";
+import { checkPortScheme, edgePorts, instancesOf } from "./ports.ts";
+import { CALLER_LIMITS, duration, RETRY } from "./policy.ts";
+
+// The generated configs are plain data; these views name the parts the assertions read.
+type Json = Record<string, any>;
+
+function listener(config: GeneratedConfig, name: string): Json {
+  const found = (config.config as Json).static_resources.listeners.find((l: Json) => l.name === name);
+  if (!found) throw new Error(`${config.file} has no listener ${name}`);
+  return found;
+}
+
+function hcm(config: GeneratedConfig, name: string): Json {
+  return listener(config, name).filter_chains[0].filters[0].typed_config;
+}
+
+function routes(config: GeneratedConfig, name: string): Json[] {
+  return hcm(config, name).route_config.virtual_hosts[0].routes;
+}
+
+function route(config: GeneratedConfig, listenerName: string, path: string): Json {
+  const found = routes(config, listenerName).find((r) => r.match.path === path);
+  if (!found) throw new Error(`${config.file} ${listenerName} has no route for ${path}`);
+  return found;
+}
+
+function clusters(config: GeneratedConfig): Json[] {
+  return (config.config as Json).static_resources.clusters;
+}
+
+function byFile(configs: GeneratedConfig[], file: string): GeneratedConfig {
+  const found = configs.find((c) => c.file === file);
+  if (!found) throw new Error(`no ${file} among ${configs.map((c) => c.file).join(", ")}`);
+  return found;
+}
+
+describe("envoy/generate.ts", function () {
+  let local: GeneratedConfig[];
+  let kubernetes: GeneratedConfig[];
+  const topology = loadTopology();
+
+  before(async function () {
+    local = await generateConfigs({ target: "local" });
+    kubernetes = await generateConfigs({ target: "kubernetes" });
+  });
+
+  it("writes what is committed in envoy/generated (run `make generate-envoy` when this fails)", async function () {
+    const problems: string[] = [];
+    for (const target of TARGETS) problems.push(...staleFiles(join(generatedRoot, target), await generateConfigs({ target }), target));
+    expect(problems).to.deep.equal([]);
+  });
+
+  it("writes a sidecar per instance locally, one per service for Kubernetes, and one edge each", function () {
+    expect(local.map((c) => c.file).sort()).to.deep.equal([...instancesOf(topology).map((i) => `sidecar-${i.name}.yaml`), "edge.yaml"].sort());
+    expect(kubernetes.map((c) => c.file).sort()).to.deep.equal([...Object.keys(topology.services).map((s) => `sidecar-${s}.yaml`), "edge.yaml"].sort());
+    expect(local.filter((c) => c.service === "catalog")).to.have.length(2);
+  });
+
+  describe("routes follow the contracts", function () {
+    it("gives every method's route, at every proxy, the method's deadline as its timeout", async function () {
+      const descriptors = await loadServiceDescriptors(topology);
+      const contracts = new Map([...descriptors.values()].flat().flatMap((s) => s.methods.map(contractOf)).map((c) => [c.path, c]));
+      let checked = 0;
+      for (const config of [...local, ...kubernetes]) {
+        for (const name of config.kind === "edge" ? ["edge"] : ["inbound", "outbound"]) {
+          for (const r of routes(config, name)) {
+            const contract = contracts.get(r.match.path);
+            if (!contract) continue;
+            checked++;
+            if (contract.streaming) expect(r.route.timeout, r.name).to.equal("0s");
+            else expect(r.route.timeout, `${config.file} ${r.name}`).to.equal(duration(contract.deadlineMs!));
+          }
+        }
+      }
+      expect(checked).to.be.greaterThan(100);
+    });
+
+    it("never retries UserService/SignUp (no idempotency level), at the edge or from storefront's sidecar", function () {
+      expect(route(byFile(local, "edge.yaml"), "edge", "/shop.users.v1.UserService/SignUp").route).to.not.have.property("retry_policy");
+      const storefront = byFile(local, "sidecar-storefront-0.yaml");
+      expect(route(storefront, "outbound", "/shop.users.v1.UserService/SignUp").route).to.not.have.property("retry_policy");
+    });
+
+    it("retries read-only and idempotent methods on unavailable and connection failures only, on another host, with backoff and a per-try timeout", function () {
+      const edge = byFile(local, "edge.yaml");
+      for (const path of ["/shop.catalog.v1.CatalogService/GetProduct", "/shop.orders.v1.OrderService/CreateOrder", "/shop.users.v1.UserService/Login"]) {
+        const policy = route(edge, "edge", path).route.retry_policy;
+        expect(policy, path).to.be.an("object");
+        expect(policy.retry_on.split(",")).to.have.members(["unavailable", "connect-failure", "refused-stream", "reset"]);
+        expect(policy.num_retries).to.equal(RETRY.numRetries);
+        expect(policy.retry_host_predicate.map((p: Json) => p.name)).to.deep.equal(["envoy.retry_host_predicates.previous_hosts"]);
+        expect(policy.host_selection_retry_max_attempts).to.equal(RETRY.hostSelectionAttempts);
+        expect(policy.retry_back_off).to.deep.equal({ base_interval: "0.025s", max_interval: "0.250s" });
+      }
+      // Half of GetProduct's 1000 ms deadline: a hung replica leaves time for a second try.
+      expect(route(edge, "edge", "/shop.catalog.v1.CatalogService/GetProduct").route.retry_policy.per_try_timeout).to.equal("0.500s");
+    });
+
+    it("never retries at an inbound listener: the caller's proxy does, once", function () {
+      for (const config of local.filter((c) => c.kind === "sidecar")) {
+        for (const r of routes(config, "inbound")) expect(r.route, `${config.file} ${r.name}`).to.not.have.property("retry_policy");
+      }
+    });
+
+    it("gives WatchOrder no route timeout but an idle timeout and a maximum stream duration, and no per-try timeout", function () {
+      for (const [config, name] of [
+        [byFile(local, "edge.yaml"), "edge"],
+        [byFile(local, "sidecar-orders-1.yaml"), "inbound"],
+        [byFile(local, "sidecar-storefront-0.yaml"), "outbound"],
+      ] as const) {
+        const r = route(config, name, "/shop.orders.v1.OrderService/WatchOrder").route;
+        expect(r.timeout).to.equal("0s");
+        expect(r.idle_timeout).to.equal("60s");
+        expect(r.max_stream_duration.max_stream_duration).to.equal("300s");
+        if (r.retry_policy) expect(r.retry_policy).to.not.have.property("per_try_timeout");
+      }
+    });
+
+    it("bounds unary calls by the caller's grpc-timeout, never beyond the deadline", function () {
+      const r = route(byFile(local, "edge.yaml"), "edge", "/shop.storefront.v1.StorefrontService/GetProfilePage").route;
+      expect(r.timeout).to.equal("1.500s");
+      expect(r.max_stream_duration).to.deep.equal({ grpc_timeout_header_max: "1.500s" });
+    });
+
+    it("applies the same rules to a contract with non-idempotent and streaming methods (EchoService)", async function () {
+      const fixture: Topology = {
+        services: {
+          echo: { package: "mesh.testing.v1", replicas: 2, port: 7801, calls: [] },
+          users: { package: "shop.users.v1", replicas: 1, port: 7101, calls: ["echo"] },
+        },
+        edge: { port: 8080, exposes: ["echo"] },
+      };
+      const configs = await generateConfigs({ target: "local", topology: fixture });
+      const users = byFile(configs, "sidecar-users-0.yaml");
+      expect(route(users, "outbound", "/mesh.testing.v1.EchoService/Fail").route).to.not.have.property("retry_policy");
+      expect(route(users, "outbound", "/mesh.testing.v1.EchoService/Echo").route.retry_policy).to.be.an("object");
+      expect(route(users, "outbound", "/mesh.testing.v1.EchoService/Count").route).to.include({ timeout: "0s" });
+      expect(route(byFile(configs, "edge.yaml"), "edge", "/mesh.testing.v1.EchoService/Fail").route).to.not.have.property("retry_policy");
+    });
+  });
+
+  describe("sidecars route only what topology.json allows", function () {
+    it("lets orders call catalog and nothing else: every other call answers PERMISSION_DENIED", function () {
+      for (const config of [byFile(local, "sidecar-orders-0.yaml"), byFile(kubernetes, "sidecar-orders.yaml")]) {
+        const out = routes(config, "outbound");
+        const methodRoutes = out.filter((r) => r.route);
+        expect(new Set(methodRoutes.map((r) => r.route.cluster))).to.deep.equal(new Set(["catalog"]));
+        expect(methodRoutes.map((r) => r.match.path)).to.include("/shop.catalog.v1.CatalogService/QuotePrice");
+        const last = out[out.length - 1];
+        expect(last.match).to.deep.equal({ prefix: "/" });
+        expect(last.response_headers_to_add.map((h: Json) => h.header)).to.deep.include({ key: "grpc-status", value: "7" });
+        expect(clusters(config).map((c) => c.name)).to.deep.equal(["local_app", "catalog"]);
+      }
+    });
+
+    it("gives storefront routes to exactly users, orders, catalog and inventory", function () {
+      const out = routes(byFile(local, "sidecar-storefront-0.yaml"), "outbound").filter((r) => r.route);
+      expect(new Set(out.map((r) => r.route.cluster))).to.deep.equal(new Set(["users", "orders", "catalog", "inventory"]));
+    });
+
+    it("sends an instance's inbound calls to its own app on loopback, at the port of its replica", function () {
+      const catalog1 = byFile(local, "sidecar-catalog-1.yaml");
+      const app = clusters(catalog1).find((c) => c.name === "local_app")!;
+      expect(app.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address).to.deep.equal({ address: "127.0.0.1", port_value: 7202 });
+      expect(new Set(routes(catalog1, "inbound").map((r) => r.route.cluster))).to.deep.equal(new Set(["local_app"]));
+    });
+  });
+
+  describe("upstream clusters", function () {
+    const upstreams = (configs: GeneratedConfig[]) => configs.flatMap((c) => clusters(c).filter((x) => x.name !== "local_app").map((x) => ({ file: c.file, cluster: x })));
+
+    it("balance by least requests over HTTP/2, with active gRPC health checks naming the service, outlier detection and finite circuit breakers", async function () {
+      const descriptors = await loadServiceDescriptors(topology);
+      const all = upstreams([...local, ...kubernetes]);
+      expect(all.length).to.be.greaterThan(20);
+      for (const { file, cluster } of all) {
+        const what = `${file} ${cluster.name}`;
+        expect(cluster.lb_policy, what).to.equal("LEAST_REQUEST");
+        expect(cluster.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].explicit_http_config, what).to.have.property("http2_protocol_options");
+        const expectedName = cluster.name === "reflection" ? "" : descriptors.get(cluster.name)![0].typeName;
+        expect(cluster.health_checks[0].grpc_health_check, what).to.deep.equal({ service_name: expectedName });
+        expect(cluster.outlier_detection, what).to.include({ consecutive_5xx: 5, consecutive_gateway_failure: 3, max_ejection_percent: 50 });
+        const limits = cluster.circuit_breakers.thresholds[0];
+        expect(limits, what).to.include({ max_requests: CALLER_LIMITS.maxRequests, max_pending_requests: CALLER_LIMITS.maxPendingRequests, max_connections: CALLER_LIMITS.maxConnections });
+        expect(limits.retry_budget, what).to.deep.equal({ budget_percent: { value: 20 }, min_retry_concurrency: 3 });
+      }
+    });
+
+    it("list every replica locally (STATIC), and a headless Service's DNS name in Kubernetes (STRICT_DNS)", function () {
+      const localCatalog = clusters(byFile(local, "edge.yaml")).find((c) => c.name === "catalog")!;
+      expect(localCatalog.type).to.equal("STATIC");
+      expect(localCatalog.load_assignment.endpoints[0].lb_endpoints.map((e: Json) => e.endpoint.address.socket_address)).to.deep.equal([
+        { address: "127.0.0.1", port_value: 7211 },
+        { address: "127.0.0.1", port_value: 7212 },
+      ]);
+      const k8sCatalog = clusters(byFile(kubernetes, "sidecar-orders.yaml")).find((c) => c.name === "catalog")!;
+      expect(k8sCatalog.type).to.equal("STRICT_DNS");
+      expect(k8sCatalog.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address).to.deep.equal({
+        address: "catalog.shop.svc.cluster.local",
+        port_value: 7211,
+      });
+      expect(listener(byFile(kubernetes, "sidecar-orders.yaml"), "inbound").address.socket_address.address).to.equal("0.0.0.0");
+      expect(listener(byFile(kubernetes, "sidecar-orders.yaml"), "outbound").address.socket_address.address).to.equal("127.0.0.1");
+    });
+  });
+
+  describe("the edge", function () {
+    it("routes every method of every exposed service, and health of every service by the x-shop-service header", async function () {
+      const edge = byFile(local, "edge.yaml");
+      const descriptors = await loadServiceDescriptors(topology);
+      for (const service of topology.edge!.exposes) {
+        for (const method of descriptors.get(service)!.flatMap((s) => s.methods)) {
+          expect(route(edge, "edge", contractOf(method).path).route.cluster).to.equal(service);
+        }
+      }
+      const payments = routes(edge, "edge").filter((r) => r.route?.cluster === "payments");
+      expect(payments.map((r) => r.match.path)).to.have.members(["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch", "/grpc.health.v1.Health/List"]);
+      expect(payments[0].match.headers).to.deep.equal([{ name: "x-shop-service", string_match: { exact: "payments" } }]);
+    });
+
+    it("routes reflection to the reflection backend, or answers UNIMPLEMENTED when it is switched off", async function () {
+      const on = byFile(local, "edge.yaml");
+      expect(route(on, "edge", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo").route.cluster).to.equal("reflection");
+      const off = byFile(await generateConfigs({ target: "local", reflection: false }), "edge.yaml");
+      expect(routes(off, "edge").find((r) => r.match.path?.startsWith("/grpc.reflection."))).to.equal(undefined);
+      const refuse = routes(off, "edge").find((r) => r.name === "reflection-off")!;
+      expect(refuse.response_headers_to_add.map((h: Json) => h.header)).to.deep.include({ key: "grpc-status", value: "12" });
+      expect(clusters(off).map((c) => c.name)).to.not.include("reflection");
+    });
+
+    it("allows CORS from the configured web origins only, and passes gRPC-Web and Connect through to the services", async function () {
+      const edge = byFile(await generateConfigs({ target: "local", webOrigins: ["https://shop.example"] }), "edge.yaml");
+      const manager = hcm(edge, "edge");
+      const cors = manager.route_config.virtual_hosts[0].typed_per_filter_config["envoy.filters.http.cors"];
+      expect(cors.allow_origin_string_match).to.deep.equal([{ exact: "https://shop.example" }]);
+      expect(cors.allow_headers).to.include("connect-protocol-version").and.include("x-grpc-web").and.include("traceparent");
+      const filters = manager.http_filters.map((f: Json) => f.name);
+      expect(filters).to.include("envoy.filters.http.cors");
+      // The services speak gRPC-Web themselves: no translation at the edge.
+      expect(filters).to.not.include("envoy.filters.http.grpc_web");
+    });
+
+    it("writes JSON access logs with the trace id taken from traceparent", function () {
+      for (const config of [byFile(local, "edge.yaml"), byFile(local, "sidecar-orders-0.yaml")]) {
+        const manager = hcm(config, config.kind === "edge" ? "edge" : "inbound");
+        const format = manager.access_log[0].typed_config.log_format.json_format;
+        expect(format).to.include({ trace_id: "%DYNAMIC_METADATA(shop.trace:trace_id)%", traceparent: "%REQ(TRACEPARENT)%" });
+        expect(manager.http_filters[0].name).to.equal("envoy.filters.http.header_to_metadata");
+      }
+    });
+
+    it("keeps admin endpoints on loopback, in both targets", function () {
+      for (const config of [...local, ...kubernetes]) {
+        expect((config.config as Json).admin.address.socket_address.address, config.file).to.equal("127.0.0.1");
+      }
+    });
+  });
+
+  describe("the port scheme", function () {
+    it("gives every process of the local mesh its own port, and an offset moves them all", function () {
+      const ports = (offset: number) => {
+        const edge = edgePorts(topology, offset);
+        return [edge.listener, edge.admin, edge.reflection, ...instancesOf(topology, offset).flatMap((i) => Object.values(i.ports))];
+      };
+      expect(new Set(ports(0)).size).to.equal(ports(0).length);
+      expect(ports(1000)).to.deep.equal(ports(0).map((p) => p + 1000));
+    });
+
+    it("rejects a topology whose services' port blocks overlap or that has too many replicas", function () {
+      const base = { services: { a: { package: "a.v1", replicas: 1, port: 7000, calls: [] }, b: { package: "b.v1", replicas: 1, port: 7020, calls: [] } } };
+      expect(() => checkPortScheme(base)).to.throw(/b \(ports 7020-7059\) overlaps a \(ports 7000-7039\)/);
+      expect(() => checkPortScheme({ services: { a: { package: "a.v1", replicas: 11, port: 7000, calls: [] } } })).to.throw(/11 replicas/);
+    });
+  });
+});

@@ -1,0 +1,116 @@
+// The resilience numbers every generated config shares. Per-method numbers
+// (deadline, whether a retry is safe) come from the contracts; these are the
+// mesh-wide ones, in one place so a drill or a benchmark changes them once.
+
+/** gRPC conditions an idempotent or read-only call is retried on, besides connection-level failures. */
+export const RETRY_ON = [
+  // The server did not take the call (draining, overloaded, down) or the
+  // proxy could not reach it: repeating it on another replica is safe.
+  "unavailable",
+  // The connection failed, the stream was refused (HTTP/2 REFUSED_STREAM:
+  // never processed) or reset, or a try ran past its per-try timeout.
+  "connect-failure",
+  "refused-stream",
+  "reset",
+  // Not retried, on purpose: deadline-exceeded (the caller's budget is spent),
+  // resource-exhausted (a quota or a full queue: a retry adds load where there
+  // is none to spare), internal and unknown (a bug answers the same twice),
+  // cancelled (the caller gave up).
+].join(",");
+
+export const RETRY = {
+  /** Retries after the first try: three tries in all. */
+  numRetries: 2,
+  /** Exponential backoff with jitter between tries. */
+  baseIntervalMs: 25,
+  maxIntervalMs: 250,
+  /** A try may use this share of the method's deadline, so a hung replica leaves time for another. */
+  perTryShare: 0.5,
+  /** How often the previous-hosts predicate may pick again to find a replica not tried yet. */
+  hostSelectionAttempts: 3,
+} as const;
+
+/** Route bounds for calls whose contract gives no deadline (health, reflection). */
+export const NO_DEADLINE = {
+  /** Unary: Envoy's own default, stated so nobody has to know it. */
+  unaryTimeoutMs: 15_000,
+} as const;
+
+/** Streams (server, client, bidi) have no route timeout: these bound them instead. */
+export const STREAM = {
+  /** A stream with no message either way for this long is reset. */
+  idleTimeoutMs: 60_000,
+} as const;
+
+/**
+ * Circuit breakers of a caller's cluster for one upstream service (the edge
+ * and each outbound sidecar have their own counters). Finite on purpose: past
+ * them a call fails at once with UNAVAILABLE (x-envoy-overloaded) instead of
+ * queueing behind an upstream that is already slow.
+ */
+export const CALLER_LIMITS = {
+  maxConnections: 64,
+  /** Calls waiting for a connection; HTTP/2 multiplexes, so this queue is short-lived. */
+  maxPendingRequests: 64,
+  /** Calls in flight to the whole service (all its replicas) from this proxy. */
+  maxRequests: 256,
+  /** Concurrent retries. Envoy ignores it while the retry budget below is set; it is the cap if the budget goes. */
+  maxRetries: 8,
+  /** Retries may be at most this share of the calls in flight... */
+  retryBudgetPercent: 20,
+  /** ...but this many concurrent retries are always allowed. */
+  minRetryConcurrency: 3,
+} as const;
+
+/** Circuit breakers in front of an instance's own app (its sidecar's inbound side). */
+export const APP_LIMITS = {
+  maxConnections: 16,
+  maxPendingRequests: 128,
+  maxRequests: 512,
+} as const;
+
+/** Active gRPC health checks (grpc.health.v1.Health/Check with the service's name). */
+export const HEALTH_CHECK = {
+  timeoutMs: 1000,
+  intervalMs: 1000,
+  /** Used while a cluster has had no traffic yet (Envoy's default is 60 s: a replica that starts late would wait that long). */
+  noTrafficIntervalMs: 2000,
+  unhealthyIntervalMs: 1000,
+  jitterMs: 100,
+  unhealthyThreshold: 2,
+  healthyThreshold: 1,
+} as const;
+
+/**
+ * Outlier detection (passive). Envoy reads a Trailers-Only grpc-status as an
+ * HTTP status (UNAVAILABLE 503, DEADLINE_EXCEEDED 504, INTERNAL 500), so gRPC
+ * failures count as 5xx and gateway failures; connection failures count as
+ * local-origin failures.
+ */
+export const OUTLIER = {
+  consecutive5xx: 5,
+  consecutiveGatewayFailure: 3,
+  consecutiveLocalOriginFailure: 3,
+  intervalMs: 2000,
+  baseEjectionTimeMs: 10_000,
+  /** Never eject more than half of a service's replicas: one of two, at most. */
+  maxEjectionPercent: 50,
+} as const;
+
+/** Connection-level settings for every upstream. */
+export const UPSTREAM = {
+  connectTimeoutMs: 1000,
+  /** HTTP/2 PINGs on idle connections find a dead peer without waiting for a call to fail. */
+  keepaliveIntervalMs: 15_000,
+  keepaliveTimeoutMs: 5000,
+} as const;
+
+/** At most this many client connections per proxy (Envoy warns when none is set). */
+export const MAX_DOWNSTREAM_CONNECTIONS = 50_000;
+
+/** A duration as protobuf JSON writes it: "1s", "0.250s". */
+export function duration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) throw new Error(`not a duration: ${ms} ms`);
+  const rounded = Math.round(ms);
+  return rounded % 1000 === 0 ? `${rounded / 1000}s` : `${(rounded / 1000).toFixed(3)}s`;
+}

@@ -1,0 +1,112 @@
+// One Envoy route per gRPC method, from its contract: the path is exact (a
+// Connect GET's query string does not take part in matching), the timeout is
+// the method's deadline, and a retry policy exists only for methods the
+// contract marks NO_SIDE_EFFECTS or IDEMPOTENT. Streams get no route timeout
+// (Envoy's default of 15 s would cut them) but an idle and a total bound.
+import type { MethodContract } from "@shop/platform";
+import { duration, NO_DEADLINE, RETRY, RETRY_ON, STREAM } from "./policy.ts";
+import type { YamlValue } from "./yaml.ts";
+
+export type Route = { readonly [key: string]: YamlValue };
+
+export interface MethodRouteOptions {
+  /** The upstream cluster. */
+  cluster: string;
+  /**
+   * Whether this proxy retries. Only the caller's side does (the edge and
+   * outbound listeners); an inbound listener never does, so one failure is
+   * retried once by one proxy, not multiplied along the path.
+   */
+  retries: boolean;
+  /** Extra header matches, e.g. x-shop-service on the edge's per-service admin routes. */
+  headers?: readonly YamlValue[];
+}
+
+export function methodRoute(contract: MethodContract, options: MethodRouteOptions): Route {
+  const match: Record<string, YamlValue> = { path: contract.path };
+  if (options.headers) match.headers = options.headers;
+  return {
+    name: contract.path.slice(1),
+    match,
+    route: { cluster: options.cluster, ...routeBounds(contract), retry_policy: options.retries && contract.retrySafe ? retryPolicy(contract) : undefined },
+  };
+}
+
+/** Timeouts of one method's route. */
+export function routeBounds(contract: MethodContract): Record<string, YamlValue | undefined> {
+  if (contract.streaming) {
+    return {
+      timeout: "0s",
+      idle_timeout: duration(STREAM.idleTimeoutMs),
+      max_stream_duration:
+        contract.deadlineMs === undefined
+          ? undefined
+          : { max_stream_duration: duration(contract.deadlineMs), grpc_timeout_header_max: duration(contract.deadlineMs) },
+    };
+  }
+  const timeoutMs = contract.deadlineMs ?? NO_DEADLINE.unaryTimeoutMs;
+  return {
+    timeout: duration(timeoutMs),
+    // A caller's grpc-timeout (what is left of its own budget) shortens the
+    // route timeout; it never lengthens it past the contract's deadline.
+    max_stream_duration: { grpc_timeout_header_max: duration(timeoutMs) },
+  };
+}
+
+export function retryPolicy(contract: MethodContract): YamlValue {
+  const deadlineMs = contract.deadlineMs ?? NO_DEADLINE.unaryTimeoutMs;
+  return {
+    retry_on: RETRY_ON,
+    num_retries: RETRY.numRetries,
+    // A stream's try lasts as long as the stream: only unary calls get a per-try bound.
+    per_try_timeout: contract.streaming ? undefined : duration(deadlineMs * RETRY.perTryShare),
+    retry_back_off: { base_interval: duration(RETRY.baseIntervalMs), max_interval: duration(RETRY.maxIntervalMs) },
+    retry_host_predicate: [
+      {
+        name: "envoy.retry_host_predicates.previous_hosts",
+        typed_config: { "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate" },
+      },
+    ],
+    host_selection_retry_max_attempts: RETRY.hostSelectionAttempts,
+  };
+}
+
+/** Every call under a path prefix to one cluster (health, reflection), bounded as a stream. */
+export function prefixRoute(name: string, prefix: string, cluster: string, headers?: readonly YamlValue[]): Route {
+  const match: Record<string, YamlValue> = { prefix };
+  if (headers) match.headers = headers;
+  return { name, match, route: { cluster, timeout: "0s", idle_timeout: duration(STREAM.idleTimeoutMs) } };
+}
+
+/**
+ * A gRPC answer made by the proxy itself: HTTP 200 with grpc-status and no
+ * body, which is a Trailers-Only response every gRPC client reads.
+ */
+export function grpcStatusRoute(name: string, prefix: string, code: number, message: string, options: { grpcOnly?: boolean } = {}): Route {
+  return {
+    name,
+    // grpcOnly: only requests with a gRPC content type; others fall through to Envoy's 404.
+    match: { prefix, grpc: options.grpcOnly ? {} : undefined },
+    direct_response: { status: 200 },
+    response_headers_to_add: [
+      { header: { key: "content-type", value: "application/grpc" } },
+      { header: { key: "grpc-status", value: String(code) } },
+      { header: { key: "grpc-message", value: grpcMessage(message) } },
+    ],
+  };
+}
+
+/**
+ * grpc-message is percent-encoded outside printable ASCII; these messages are
+ * plain ASCII by construction. Envoy reads header values as format strings,
+ * so a literal "%" is written "%%".
+ */
+function grpcMessage(message: string): string {
+  if (!/^[\x20-\x7e]*$/.test(message)) throw new Error(`grpc-message must be printable ASCII: ${message}`);
+  return message.replaceAll("%", "%%");
+}
+
+/** A header match: exact value. */
+export function headerIs(name: string, value: string): YamlValue {
+  return { name, string_match: { exact: value } };
+}
