@@ -13,7 +13,7 @@ import type { DescMessage, DescMethod, DescService, Message } from "@bufbuild/pr
 import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import type { HandlerContext } from "@connectrpc/connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import { peerKey } from "./rpc-pipeline.ts";
+import { peerKey, rawHeadersKey } from "./rpc-pipeline.ts";
 
 export interface GrpcRoute {
   readonly service: DescService;
@@ -58,8 +58,7 @@ export function createGrpcStreamHandler(options: GrpcPathOptions) {
       stream.resume();
       return;
     }
-    const socket = stream.session?.socket;
-    const call = createCallContext(stream, route, path, timeout.timeoutMs, toHeaders(headers), socket ? `${socket.remoteAddress}:${socket.remotePort}` : "");
+    const call = createCallContext(stream, route, path, timeout.timeoutMs, headers, peerOf(stream));
     const ctx = call.ctx;
 
     const kind = route.method.methodKind;
@@ -97,9 +96,10 @@ function createCallContext(
   route: GrpcRoute,
   url: string,
   timeoutMs: number | undefined,
-  requestHeader: Headers,
+  rawHeaders: IncomingHttpHeaders,
   peer: string,
 ): CallContext {
+  let requestHeader: Headers | undefined;
   let abort: AbortController | undefined;
   let timer: NodeJS.Timeout | undefined;
   let finished = false;
@@ -137,7 +137,9 @@ function createCallContext(
     },
     timeoutMs: () => (deadlineAt === undefined ? undefined : deadlineAt - Date.now()),
     requestMethod: "POST",
-    requestHeader,
+    get requestHeader() {
+      return (requestHeader ??= toHeaders(rawHeaders));
+    },
     get responseHeader() {
       return (responseHeader ??= new Headers());
     },
@@ -145,7 +147,7 @@ function createCallContext(
       return (responseTrailer ??= new Headers());
     },
     protocolName: "grpc",
-    values: createContextValues().set(peerKey, peer),
+    values: createContextValues().set(peerKey, peer).set(rawHeadersKey, rawHeaders),
     url,
   };
   return {
@@ -225,6 +227,20 @@ function toOutgoing(headers: Headers): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const [k, v] of headers) out[k] = v;
   return out;
+}
+
+// Reading a socket's address asks the kernel each time: once per connection.
+const peers = new WeakMap<object, string>();
+function peerOf(stream: ServerHttp2Stream): string {
+  const session = stream.session;
+  if (!session) return "";
+  let peer = peers.get(session);
+  if (peer === undefined) {
+    const socket = session.socket;
+    peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    peers.set(session, peer);
+  }
+  return peer;
 }
 
 function toHeaders(headers: IncomingHttpHeaders): Headers {

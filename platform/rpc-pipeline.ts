@@ -4,6 +4,7 @@
 // error mapping, one log line, metrics. Transports only frame bytes.
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Context as OtelContext, Span } from "@opentelemetry/api";
+import type { IncomingHttpHeaders } from "node:http2";
 import type { DescMethod, DescService, Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
@@ -15,11 +16,25 @@ import { contractOf } from "./contract.ts";
 import { redactForLog } from "./redaction.ts";
 import type { Logger } from "./telemetry/logger.ts";
 import type { RpcMetrics } from "./telemetry/metrics.ts";
-import { extractContext, spanIds, tracer } from "./telemetry/tracing.ts";
+import { extractContext, extractContextFromRaw, spanIds, tracer } from "./telemetry/tracing.ts";
 import { assertValid } from "./validation.ts";
 
 /** Set by transports: who is on the other end ("127.0.0.1:53211", "in-process:orders"). */
 export const peerKey = createContextKey<string>("", { description: "peer address" });
+
+/**
+ * Set by the lean gRPC path: the request's headers as node:http2 parsed them,
+ * so the pipeline reads authorization and traceparent without building a
+ * Headers object (ctx.requestHeader is then built only if a handler asks).
+ */
+export const rawHeadersKey = createContextKey<IncomingHttpHeaders | undefined>(undefined, { description: "raw request headers" });
+
+function requestHeaderValue(ctx: HandlerContext, name: string): string | undefined {
+  const raw = ctx.values.get(rawHeadersKey);
+  if (!raw) return ctx.requestHeader.get(name) ?? undefined;
+  const value = raw[name];
+  return Array.isArray(value) ? value[0] : value;
+}
 
 export interface Lifecycle {
   /** True once draining started: new calls (health aside) answer UNAVAILABLE. */
@@ -121,6 +136,8 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
   const quiet = QUIET_SERVICES.has(serviceTypeName);
   const logBodies = options.logBodies ?? process.env.LOG_BODIES === "1";
   const { logger, metrics, lifecycle } = options;
+  // The fields every line of this method shares are serialised once, as bindings.
+  const rpcLogger = logger.child({ service: serviceTypeName, method: method.name, app: options.serviceName });
 
   function begin(ctx: HandlerContext, input: unknown): CallStart {
     if (lifecycle.refusing && !isHealth) {
@@ -131,7 +148,8 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
     if (!isHealth) lifecycle.begin();
     const endMetrics = metrics.start(serviceTypeName, method.name);
     const started = performance.now();
-    const parent = extractContext(ctx.requestHeader);
+    const raw = ctx.values.get(rawHeadersKey);
+    const parent = raw ? extractContextFromRaw(raw) : extractContext(ctx.requestHeader);
     const span = tracer().startSpan(
       contract.path.slice(1),
       {
@@ -144,7 +162,7 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
     const scope: CallScope = {
       deadlineAt: timeout === undefined ? undefined : Date.now() + Math.floor(timeout),
       principal: undefined,
-      authorization: ctx.requestHeader.get("authorization") ?? undefined,
+      authorization: requestHeaderValue(ctx, "authorization"),
       serviceName: options.serviceName,
     };
     const finish = (error: unknown): ConnectError | undefined => {
@@ -156,21 +174,20 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
       span.setAttribute("rpc.grpc.status_code", mapped ? mapped.code : 0);
       span.end();
       if (!isHealth) lifecycle.end();
+      const { traceId, spanId } = span.spanContext();
       const line: Record<string, unknown> = {
-        service: serviceTypeName,
-        method: method.name,
         code: grpcCode,
         duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
-        ...spanIds(span),
+        trace_id: traceId,
+        span_id: spanId,
         peer: ctx.values.get(peerKey),
-        app: options.serviceName,
       };
       if (mapped) line.message = mapped.rawMessage;
       if (logBodies && input !== undefined && !contract.streaming) {
         line.request = redactForLog(method.input, input as Message);
       }
-      if (quiet && !mapped) logger.debug(line, "rpc");
-      else logger.info(line, "rpc");
+      if (quiet && !mapped) rpcLogger.debug(line, "rpc");
+      else rpcLogger.info(line, "rpc");
       return mapped;
     };
     return { scope, otelContext: trace.setSpan(parent, span), span, finish };
@@ -181,7 +198,10 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
     if (deadlineAt !== undefined && deadlineAt <= Date.now()) {
       throw new ConnectError("deadline exceeded before the call started", Code.DeadlineExceeded);
     }
-    const principal: Principal | undefined = await authorize(options.tokens, contract.audience, ctx.requestHeader.get("authorization"));
+    const authorization = start.scope.authorization;
+    // No token on a public method: nothing to verify, no await.
+    const principal: Principal | undefined =
+      authorization === undefined && contract.audience === "public" ? undefined : await authorize(options.tokens, contract.audience, authorization ?? null);
     if (input !== undefined) assertValid(method.input, input as Message);
     return { ...start.scope, principal };
   }

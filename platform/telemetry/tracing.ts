@@ -96,6 +96,16 @@ export function extractContext(headers: Headers): Context {
   return propagation.extract(context.active(), headers, headersGetter);
 }
 
+const rawGetter: TextMapGetter<Record<string, string | string[] | undefined>> = {
+  keys: (carrier) => Object.keys(carrier),
+  get: (carrier, key) => carrier[key],
+};
+
+/** The same, from headers as node:http2 parsed them (lower-case names). */
+export function extractContextFromRaw(headers: Record<string, string | string[] | undefined>): Context {
+  return propagation.extract(context.active(), headers, rawGetter);
+}
+
 /** Writes traceparent/tracestate for the active context into headers. */
 export function injectContext(headers: Headers, ctx: Context = context.active()): void {
   propagation.inject(ctx, headers, headersSetter);
