@@ -138,6 +138,11 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
   const { logger, metrics, lifecycle } = options;
   // The fields every line of this method shares are serialised once, as bindings.
   const rpcLogger = logger.child({ service: serviceTypeName, method: method.name, app: options.serviceName });
+  const spanName = contract.path.slice(1);
+  const spanOptions = {
+    kind: SpanKind.SERVER,
+    attributes: { "rpc.system": "grpc", "rpc.service": serviceTypeName, "rpc.method": method.name, "shop.service": options.serviceName },
+  };
 
   function begin(ctx: HandlerContext, input: unknown): CallStart {
     if (lifecycle.refusing && !isHealth) {
@@ -150,14 +155,7 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
     const started = performance.now();
     const raw = ctx.values.get(rawHeadersKey);
     const parent = raw ? extractContextFromRaw(raw) : extractContext(ctx.requestHeader);
-    const span = tracer().startSpan(
-      contract.path.slice(1),
-      {
-        kind: SpanKind.SERVER,
-        attributes: { "rpc.system": "grpc", "rpc.service": serviceTypeName, "rpc.method": method.name, "shop.service": options.serviceName },
-      },
-      parent,
-    );
+    const span = tracer().startSpan(spanName, spanOptions, parent);
     const timeout = ctx.timeoutMs() ?? contract.deadlineMs;
     const scope: CallScope = {
       deadlineAt: timeout === undefined ? undefined : Date.now() + Math.floor(timeout),
@@ -288,12 +286,21 @@ function untilDrain<T>(pending: Promise<T>, draining: AbortSignal | undefined): 
   });
 }
 
-function withDeadline<T>(pending: Promise<T>, deadlineAt: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ConnectError("deadline exceeded", Code.DeadlineExceeded)), Math.max(0, deadlineAt - Date.now()));
+/** pending, or DEADLINE_EXCEEDED at deadlineAt; handlers may also answer synchronously. */
+function withDeadline<T>(pending: Promise<T> | T, deadlineAt: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new ConnectError("deadline exceeded", Code.DeadlineExceeded)), Math.max(0, deadlineAt - Date.now()));
+    Promise.resolve(pending).then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
   });
-  return Promise.race([pending, expired]).finally(() => clearTimeout(timer));
 }
 
 /**

@@ -88,12 +88,21 @@ export function createInboxWorker(handling: EventHandling, logger: Logger, optio
         // or the event would be handled a second time.
         finishedDuringPoll.clear();
         polling = true;
-        const rows = await db.all<InboxRow>(
-          "SELECT seq, event_id, type, payload, headers, occurred_at, source, attempts, received_at FROM event_inbox WHERE consumer = ? AND status = 'pending' AND next_attempt_at <= ? ORDER BY seq LIMIT ?",
-          name,
-          Date.now(),
-          free + active.size,
-        );
+        let rows: InboxRow[];
+        try {
+          rows = await db.all<InboxRow>(
+            "SELECT seq, event_id, type, payload, headers, occurred_at, source, attempts, received_at FROM event_inbox WHERE consumer = ? AND status = 'pending' AND next_attempt_at <= ? ORDER BY seq LIMIT ?",
+            name,
+            Date.now(),
+            free + active.size,
+          );
+        } catch (err) {
+          // The database is unreachable for now (a restart, a failover): wait and look again.
+          polling = false;
+          logger.warn({ err: (err as Error).message, consumer: name }, "cannot read the inbox; retrying in 1 s");
+          await sleep(1000);
+          continue;
+        }
         polling = false;
         for (const row of rows) {
           if (started >= free) break;

@@ -6,6 +6,7 @@
 // - int8 and numeric come back as JS numbers and bytea as Buffer (a
 //   Uint8Array), as node:sqlite answers, with parsers set on this pool only;
 // - replicas that start together apply each migration once (advisory lock).
+import { Code, ConnectError } from "@connectrpc/connect";
 import { Pool, types as pgTypes } from "pg";
 import type { PoolClient, PoolConfig, QueryResultRow } from "pg";
 import type { Logger } from "../telemetry/logger.ts";
@@ -104,7 +105,30 @@ interface Client {
 async function query(client: Client, sql: string, params: readonly SqlValue[]): Promise<{ rows: QueryResultRow[]; rowCount: number | null }> {
   const { text, placeholders } = toNumberedPlaceholders(sql);
   if (placeholders !== params.length) throw new Error(`statement has ${placeholders} placeholders but ${params.length} values: ${sql}`);
-  return client.query(text, params as unknown[]);
+  try {
+    return await client.query(text, params as unknown[]);
+  } catch (err) {
+    throw asUnavailable(err);
+  }
+}
+
+/**
+ * A database that cannot be reached is a transient condition, not a bug: the
+ * caller gets UNAVAILABLE (which clients and Envoy retry), not INTERNAL.
+ * Connection-class SQLSTATEs: 08xxx (connection exception), 57P01-57P03
+ * (admin shutdown, crash shutdown, cannot connect now).
+ */
+export function asUnavailable(err: unknown): unknown {
+  if (err instanceof ConnectError || !(err instanceof Error)) return err;
+  const code = String((err as { code?: unknown }).code ?? "");
+  const connectionLost =
+    code.startsWith("08") ||
+    code === "57P01" ||
+    code === "57P02" ||
+    code === "57P03" ||
+    ["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT"].includes(code) ||
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(err.message);
+  return connectionLost ? new ConnectError(`database unavailable: ${err.message}`, Code.Unavailable) : err;
 }
 
 function queryableOn(client: Client, isOpen: () => boolean = () => true): Queryable {
@@ -192,6 +216,11 @@ export async function createPostgresDatabase(options: PostgresDatabaseOptions): 
   // An idle connection the server dropped (restart, failover, idle timeout)
   // is removed from the pool, which opens a new one when next needed. Without
   // this listener the pool's 'error' event would end the process.
+  // A client can be handed from one user to the next inside pg's message
+  // parser, before anyone has attached a listener; an error arriving in that
+  // gap (the server shutting down) would be an unhandled 'error' event. This
+  // listener only keeps the process alive: the pool still discards the client.
+  pool.on("connect", (client) => client.on("error", () => undefined));
   pool.on("error", (err) => {
     logger?.warn({ err: { message: err.message, code: (err as { code?: unknown }).code } }, "database connection lost; the pool reconnects on next use");
   });
@@ -199,7 +228,10 @@ export async function createPostgresDatabase(options: PostgresDatabaseOptions): 
   let closed: Promise<void> | undefined;
   const database: Database = {
     ...queryableOn(pool),
-    transaction: (fn) => withClient(pool, (client, discard) => transactionOn(client, fn, discard)),
+    transaction: (fn) =>
+      withClient(pool, (client, discard) => transactionOn(client, fn, discard)).catch((err: unknown) => {
+        throw asUnavailable(err);
+      }),
     async ping() {
       let timer: NodeJS.Timeout | undefined;
       const answered = pool.query("SELECT 1");
