@@ -138,12 +138,14 @@ export interface Customer {
 
 export async function signUpCustomers(shop: DrillShop, count: number): Promise<Customer[]> {
   const tag = randomBytes(3).toString("hex");
-  return Promise.all(
-    Array.from({ length: count }, async (_, i) => {
-      const email = `drill-${tag}-${i}@example.com`;
-      const { user } = await shop.users.signUp({ email, password: "fault-drill-password", displayName: `Drill ${i}` });
-      const { token } = await shop.users.login({ email, password: "fault-drill-password" });
-      return { userId: user!.id, auth: { headers: { authorization: `Bearer ${token}` } } };
-    }),
-  );
+  // One at a time: each sign-up runs scrypt on the shop's thread pool, and
+  // twenty at once on a busy two-core machine can outlast SignUp's deadline.
+  const customers: Customer[] = [];
+  for (let i = 0; i < count; i++) {
+    const email = `drill-${tag}-${i}@example.com`;
+    const { user } = await shop.users.signUp({ email, password: "fault-drill-password", displayName: `Drill ${i}` });
+    const { token } = await shop.users.login({ email, password: "fault-drill-password" });
+    customers.push({ userId: user!.id, auth: { headers: { authorization: `Bearer ${token}` } } });
+  }
+  return customers;
 }
