@@ -2,6 +2,7 @@
 // the simulated payment provider at its default latency. Not a test.
 //   make bench-saga                       SQLite files in a temporary folder, in-process events
 //   make bench-saga STORE=postgres BUS=nats   throwaway PostgreSQL and nats-server, pool DATABASE_POOL_SIZE (10)
+//   EVENT_RELAY_HOLD=1 measures CreateOrder alone (events stay in the outbox)
 //   ORDERS (default 1000) orders from CUSTOMERS (default 20) customers,
 //   at most CONCURRENCY (default 50) CreateOrder calls in flight.
 // Besides throughput it reports the delay from an event's commit (outbox) to
@@ -70,6 +71,14 @@ try {
     }),
   );
   const createdAt = performance.now();
+  if (env.EVENT_RELAY_HOLD === "1") {
+    // CreateOrder alone: its events stay in the outbox, no saga runs behind it.
+    latencies.sort((a, b) => a - b);
+    const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))].toFixed(1);
+    const store = env.STORE === "postgres" ? `PostgreSQL, pool ${env.DATABASE_POOL_SIZE ?? 10}` : "SQLite";
+    console.log(`CreateOrder alone (EVENT_RELAY_HOLD=1, ${store}): ${ORDERS} orders, ${CONCURRENCY} in flight: ${(ORDERS / ((createdAt - started) / 1000)).toFixed(0)} req/s, p50 ${q(50)} ms, p99 ${q(99)} ms`);
+    process.exit(0);
+  }
   // Wait until every order is final, polling each customer's list (bounded).
   const deadline = Date.now() + 300_000;
   let final = 0;
