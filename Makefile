@@ -116,6 +116,10 @@ bench: node_modules/.installed tools/bin/ghz ## Benchmarks (not tests): bare grp
 bench-saga: node_modules/.installed ## Orders per second through the whole saga, embedded (ORDERS, CUSTOMERS, CONCURRENCY)
 	node bench/saga.ts
 
+.PHONY: bench-orders
+bench-orders: node_modules/.installed tools/bin/ghz ## CreateOrder throughput under ghz, embedded runner (STORE=postgres for PostgreSQL, pool DATABASE_POOL_SIZE)
+	node bench/create-order.ts
+
 .PHONY: clean
 clean: ## Remove installed packages, tools and local data
 	rm -rf node_modules tools data web/dist test-results .venv .mesh
