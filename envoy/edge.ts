@@ -9,8 +9,14 @@
 // - CORS for the configured web origins.
 // - Per-method timeouts and retries from the contracts, as the outbound
 //   sidecars have them.
-// - Reflection, answered by a small process beside the edge that knows every
-//   service's descriptors (no single service does); a switch turns it off.
+// - The edge backend, a small process beside the edge (`node runner/instance.ts
+//   edge-backend`), answers what no single service can:
+//     - reflection over every service's descriptors (a switch turns it off);
+//     - mesh.v1.OpsService and mesh.v1.EventAdminService for the whole mesh,
+//       asked without the x-shop-service header: it asks every instance and
+//       merges (the operations console reads these);
+//     - the browser app (web/dist): `/`, `/index.html`, `/assets/*` and any
+//       other GET or HEAD that is not an RPC.
 // - Health and the per-instance admin services of one service, chosen with
 //   the x-shop-service header: one path cannot say which service it means.
 import type { DescService } from "@bufbuild/protobuf";
@@ -34,6 +40,26 @@ export const DEFAULT_WEB_ORIGINS: readonly string[] = ["http://localhost:5173", 
 const INVALID_ARGUMENT = 3;
 const UNIMPLEMENTED = 12;
 
+/**
+ * The edge backend's cluster. It keeps the name "reflection" while it also
+ * answers reflection (what it was first for; dashboards and tests know it by
+ * that name), and is "edge_backend" when reflection is switched off.
+ */
+export function edgeBackendCluster(reflection: boolean): string {
+  return reflection ? "reflection" : "edge_backend";
+}
+
+/** How long the edge waits for a file of the browser app. */
+const WEB_TIMEOUT = "30s";
+
+/** A header match: the request does not carry the header at all. */
+function headerAbsent(name: string): YamlValue {
+  return { name, present_match: true, invert_match: true };
+}
+
+/** GET and HEAD only: the browser app's files; other methods on paths no route knows stay Envoy's 404. */
+const readMethods: YamlValue = { name: ":method", string_match: { safe_regex: { regex: "^(GET|HEAD)$" } } };
+
 export interface EdgeOptions {
   topology: Topology;
   descriptors: ReadonlyMap<string, readonly DescService[]>;
@@ -42,7 +68,11 @@ export interface EdgeOptions {
   listenAddress: string;
   endpointsOf: (service: string) => Endpoint[];
   discovery: "STATIC" | "STRICT_DNS";
-  /** Route grpc.reflection.* to the reflection backend (true), or answer UNIMPLEMENTED. */
+  /**
+   * Route grpc.reflection.* to the edge backend (true), or answer UNIMPLEMENTED.
+   * The backend is routed to either way: it serves the browser app and the
+   * mesh-wide operations RPCs.
+   */
   reflection: boolean;
   webOrigins: readonly string[];
   tracing?: TracingExport;
@@ -80,12 +110,13 @@ export function edgeConfig(options: EdgeOptions): YamlValue {
   const all = Object.keys(topology.services);
   const servicesOf = (name: string) => descriptors.get(name) ?? [];
 
+  const backend = edgeBackendCluster(options.reflection);
   const routes: Route[] = [];
   for (const name of exposed) {
     for (const c of methodContracts(servicesOf(name))) routes.push(methodRoute(c, { cluster: name, retries: true }));
   }
   if (options.reflection) {
-    for (const c of methodContracts(reflectionServices)) routes.push(methodRoute(c, { cluster: "reflection", retries: false }));
+    for (const c of methodContracts(reflectionServices)) routes.push(methodRoute(c, { cluster: backend, retries: false }));
   } else {
     routes.push(grpcStatusRoute("reflection-off", "/grpc.reflection.", UNIMPLEMENTED, "server reflection is turned off at this edge"));
   }
@@ -96,10 +127,19 @@ export function edgeConfig(options: EdgeOptions): YamlValue {
       for (const c of methodContracts(instanceAdminServices)) routes.push(methodRoute(c, { cluster: name, retries: true, headers }));
     }
   }
+  // Without the header: the whole mesh, from the edge backend. One process, so no retries.
+  const meshWide = [headerAbsent(SERVICE_HEADER)];
+  for (const c of methodContracts(instanceAdminServices)) {
+    routes.push({ ...methodRoute(c, { cluster: backend, retries: false, headers: meshWide }), name: `mesh/${c.path.slice(1)}` });
+  }
   const needsHeader = `name the service with the ${SERVICE_HEADER} header (${all.join(", ")})`;
   routes.push(grpcStatusRoute("health-needs-service", `/${healthService.typeName}/`, INVALID_ARGUMENT, needsHeader));
-  routes.push(grpcStatusRoute("admin-needs-service", "/mesh.v1.", INVALID_ARGUMENT, needsHeader));
+  routes.push(grpcStatusRoute("admin-needs-service", "/mesh.v1.", INVALID_ARGUMENT, `${needsHeader}, or leave it out for the whole mesh`));
   routes.push(grpcStatusRoute("not-exposed", "/", UNIMPLEMENTED, `no such method at the edge: topology.json exposes ${exposed.join(", ")}`, { grpcOnly: true }));
+  // The edge backend's own endpoints are not the shop's: scrape it on its port.
+  for (const path of ["/metrics", "/healthz"]) routes.push({ name: `hidden${path}`, match: { path }, direct_response: { status: 404 } });
+  // Everything else read by GET or HEAD is the browser app's (index.html, /assets/*).
+  routes.push({ name: "web-app", match: { prefix: "/", headers: [readMethods] }, route: { cluster: backend, timeout: WEB_TIMEOUT } });
 
   const listener = httpListener({
     name: "edge",
@@ -118,10 +158,8 @@ export function edgeConfig(options: EdgeOptions): YamlValue {
   const clusters: YamlValue[] = all.map((name) =>
     upstreamCluster({ name, endpoints: options.endpointsOf(name), discovery: options.discovery, healthService: servicesOf(name)[0]?.typeName ?? "" }),
   );
-  if (options.reflection) {
-    // Beside the edge on loopback, in Kubernetes a container of the edge's pod.
-    clusters.push(upstreamCluster({ name: "reflection", endpoints: [{ address: "127.0.0.1", port: options.ports.reflection }], discovery: "STATIC", healthService: "" }));
-  }
+  // Beside the edge on loopback, in Kubernetes a container of the edge's pod.
+  clusters.push(upstreamCluster({ name: backend, endpoints: [{ address: "127.0.0.1", port: options.ports.reflection }], discovery: "STATIC", healthService: "" }));
   clusters.push(...(options.extraClusters ?? []));
 
   return bootstrap({ node: "edge", cluster: "edge", adminPort: options.ports.admin, listeners: [listener], clusters });

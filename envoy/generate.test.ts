@@ -129,7 +129,7 @@ describe("envoy/generate.ts", function () {
     it("bounds unary calls by the caller's grpc-timeout, never beyond the deadline", function () {
       const r = route(byFile(local, "edge.yaml"), "edge", "/shop.storefront.v1.StorefrontService/GetProfilePage").route;
       expect(r.timeout).to.equal("1.500s");
-      expect(r.max_stream_duration).to.deep.equal({ grpc_timeout_header_max: "1.500s" });
+      expect(r.max_stream_duration).to.deep.equal({ max_stream_duration: "1.500s", grpc_timeout_header_max: "1.500s" });
     });
 
     it("applies the same rules to a contract with non-idempotent and streaming methods (EchoService)", async function () {
@@ -192,7 +192,7 @@ describe("envoy/generate.ts", function () {
         expect(cluster.outlier_detection, what).to.include({ consecutive_5xx: 5, consecutive_gateway_failure: 3, max_ejection_percent: 50 });
         const limits = cluster.circuit_breakers.thresholds[0];
         expect(limits, what).to.include({ max_requests: CALLER_LIMITS.maxRequests, max_pending_requests: CALLER_LIMITS.maxPendingRequests, max_connections: CALLER_LIMITS.maxConnections });
-        expect(limits.retry_budget, what).to.deep.equal({ budget_percent: { value: 20 }, min_retry_concurrency: 3 });
+        expect(limits.retry_budget, what).to.deep.equal({ budget_percent: { value: CALLER_LIMITS.retryBudgetPercent }, min_retry_concurrency: CALLER_LIMITS.minRetryConcurrency });
       }
     });
 

@@ -1,8 +1,8 @@
 // Writes every Envoy config of the mesh from topology.json and the contracts
 // in the generated descriptors: one sidecar per service instance and the edge.
 //
-//   node envoy/generate.ts            write envoy/generated/{local,kubernetes}/*.yaml
-//   node envoy/generate.ts --check    exit 1 when a committed config differs from what would be written
+//   node envoy/generate.ts            write envoy/generated/{local,kubernetes}/*.yaml, and the chart's copies
+//   node envoy/generate.ts --check    exit 1 when a committed config (or a chart copy) differs from what would be written
 //
 // Two targets, one generator:
 //   local       every process on loopback, one sidecar per replica, ports
@@ -11,7 +11,12 @@
 //               found through the cluster DNS of headless Services
 //               (<service>.<namespace>.svc.cluster.local, STRICT_DNS); the
 //               app is on the pod's 127.0.0.1 (the Helm chart uses these)
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+//
+// Helm reads no file outside its chart, so the kubernetes target is also
+// written into helm/shop/files/envoy/, with a verbatim copy of topology.json
+// in helm/shop/files/: the chart renders its ConfigMaps, Services and
+// NetworkPolicies from these copies, never from a hand-written second list.
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadTopology } from "@shop/platform";
@@ -30,6 +35,10 @@ export const TARGETS: readonly TargetName[] = ["local", "kubernetes"];
 
 /** Where the committed configs live: envoy/generated/<target>/. */
 export const generatedRoot = fileURLToPath(new URL("./generated/", import.meta.url));
+
+/** The Helm chart's files/ folder: envoy/ (the kubernetes target, verbatim) and topology.json. */
+export const chartFilesRoot = fileURLToPath(new URL("../helm/shop/files/", import.meta.url));
+const topologyPath = fileURLToPath(new URL("../topology.json", import.meta.url));
 
 export interface GenerateOptions {
   target: TargetName;
@@ -137,15 +146,24 @@ async function main(args: string[]): Promise<number> {
   const problems: string[] = [];
   for (const target of TARGETS) {
     const configs = await generateConfigs({ target });
-    const folder = join(generatedRoot, target);
-    if (check) problems.push(...staleFiles(folder, configs, target));
-    else {
-      writeConfigs(folder, configs);
-      process.stdout.write(`${relative(process.cwd(), folder) || folder}: ${configs.length} configs\n`);
+    const outputs: Array<{ folder: string; label: string }> = [{ folder: join(generatedRoot, target), label: target }];
+    if (target === "kubernetes") outputs.push({ folder: join(chartFilesRoot, "envoy"), label: "helm/shop/files/envoy" });
+    for (const { folder, label } of outputs) {
+      if (check) problems.push(...staleFiles(folder, configs, label));
+      else {
+        writeConfigs(folder, configs);
+        process.stdout.write(`${relative(process.cwd(), folder) || folder}: ${configs.length} configs\n`);
+      }
     }
   }
+  const topology = readFileSync(topologyPath, "utf8");
+  const topologyCopy = join(chartFilesRoot, "topology.json");
+  if (check) {
+    const copied = existsSync(topologyCopy) ? readFileSync(topologyCopy, "utf8") : undefined;
+    if (copied !== topology) problems.push(`helm/shop/files/topology.json ${copied === undefined ? "is missing" : "differs from topology.json"}`);
+  } else writeFileSync(topologyCopy, topology);
   if (problems.length > 0) {
-    process.stderr.write(`envoy/generated is stale (run 'make generate-envoy' and commit the result):\n  ${problems.join("\n  ")}\n`);
+    process.stderr.write(`envoy/generated or the chart's copies are stale (run 'make generate-envoy' and commit the result):\n  ${problems.join("\n  ")}\n`);
     return 1;
   }
   return 0;

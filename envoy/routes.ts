@@ -47,9 +47,17 @@ export function routeBounds(contract: MethodContract): Record<string, YamlValue 
   const timeoutMs = contract.deadlineMs ?? NO_DEADLINE.unaryTimeoutMs;
   return {
     timeout: duration(timeoutMs),
-    // A caller's grpc-timeout (what is left of its own budget) shortens the
-    // route timeout; it never lengthens it past the contract's deadline.
-    max_stream_duration: { grpc_timeout_header_max: duration(timeoutMs) },
+    max_stream_duration: {
+      // The bound itself. Once a route has max_stream_duration, Envoy's router
+      // ignores the route timeout above: without this, a call that carries no
+      // grpc-timeout ran for as long as its tries did (3 s for Echo's 2 s in
+      // the deadline drill), and one with no retry policy had no bound at all.
+      // It answers DEADLINE_EXCEEDED.
+      max_stream_duration: duration(timeoutMs),
+      // A caller's grpc-timeout (what is left of its own budget) shortens it;
+      // it never lengthens it past the contract's deadline.
+      grpc_timeout_header_max: duration(timeoutMs),
+    },
   };
 }
 

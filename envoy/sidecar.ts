@@ -15,6 +15,7 @@ import type { Endpoint } from "./clusters.ts";
 import { healthService, instanceAdminServices, methodContracts } from "./contracts.ts";
 import { bootstrap, httpListener } from "./http.ts";
 import type { TracingExport } from "./http.ts";
+import type { CallerLimits } from "./policy.ts";
 import type { InstancePorts } from "./ports.ts";
 import { grpcStatusRoute, methodRoute } from "./routes.ts";
 import type { YamlValue } from "./yaml.ts";
@@ -37,6 +38,8 @@ export interface SidecarOptions {
   tracing?: TracingExport;
   /** Extra clusters (the trace collector). */
   extraClusters?: readonly YamlValue[];
+  /** Circuit breakers of the outbound clusters. Default CALLER_LIMITS (policy.ts); the fault drills set smaller ones. */
+  callerLimits?: CallerLimits;
 }
 
 export function sidecarConfig(options: SidecarOptions): YamlValue {
@@ -78,7 +81,13 @@ export function sidecarConfig(options: SidecarOptions): YamlValue {
     clusters: [
       localAppCluster(options.ports.app),
       ...callees.map(({ callee, services }) =>
-        upstreamCluster({ name: callee, endpoints: options.endpointsOf(callee), discovery: options.discovery, healthService: services[0]?.typeName ?? "" }),
+        upstreamCluster({
+          name: callee,
+          endpoints: options.endpointsOf(callee),
+          discovery: options.discovery,
+          healthService: services[0]?.typeName ?? "",
+          limits: options.callerLimits,
+        }),
       ),
       ...(options.extraClusters ?? []),
     ],

@@ -47,3 +47,5 @@ export type { EventConsumerTuning } from "./events/event-runtime.ts";
 export { openServiceDatabase, redactDatabaseUrl, databaseUrlVariable } from "./store/open-database.ts";
 export { watchDatabaseHealth } from "./store/database-health.ts";
 export { createReflection, ReflectionV1, ReflectionV1Alpha } from "./reflection.ts";
+export { createEventAdminAggregator, mergeDeadLetters, mergeEventBacklogs } from "./ops/event-admin.ts";
+export type { InstanceSource } from "./ops/merge.ts";

@@ -6,25 +6,60 @@
 // hand (after stopping one) it takes that replica's place, which is how the
 // fault drills restart what they killed.
 //
-// `node runner/instance.ts reflection` is the edge's reflection backend:
-// server reflection over the descriptors of every topology service, which no
-// single service can answer for, and nothing else.
+// `node runner/instance.ts edge-backend` (formerly `reflection`, still
+// accepted) is the process beside the edge Envoy that answers what no single
+// service can (envoy/edge.ts routes it there):
+//   - server reflection over the descriptors of every topology service;
+//   - mesh.v1.OpsService and mesh.v1.EventAdminService for the whole mesh:
+//     every call is asked of every service instance (through its sidecar's
+//     inbound listener) and the answers merged (platform/ops/merge.ts,
+//     event-admin.ts). The operator's token is checked here (these methods
+//     take a service token) and forwarded as it came to each instance;
+//   - the browser app, web/dist (runner/web-app.ts, as `make run` serves it).
 //
 // Environment (the mesh runner sets all of it; defaults fit `make mesh`):
 //   PORT, HOST             default the scheme's app port (plus MESH_PORT_OFFSET), 127.0.0.1
 //   SHOP_REMOTE_ADDRESS    default http://127.0.0.1:<the sidecar's outbound port>
-//   MESH_INSTANCE          the name in every log line, default <service>-<replica>
+//   MESH_INSTANCE          the name in every log line and in OpsService answers, default <service>-<replica>
 //   STORE, <SERVICE>_DATABASE_URL, BUS, NATS_URL, ...: as for every runner (README, Configuration)
-import { createLogger, createReflection, createServer, exitOnSignals, loadTopology, ReflectionV1, ReflectionV1Alpha } from "@shop/platform";
+// The edge backend also reads:
+//   EDGE_REFLECTION        "off": serve no reflection (the edge refuses it anyway)
+//   MESH_DISCOVERY         "local" (default): the instances of topology.json on loopback, by the port scheme;
+//                          "dns": every pod behind each service's headless Service (Kubernetes), asked again every few seconds
+//   MESH_NAMESPACE         with dns: the namespace of the Services, default "shop"
+import { resolve4 } from "node:dns/promises";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import type { Client, Transport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import {
+  createEventAdminAggregator,
+  createLogger,
+  createOpsAggregator,
+  createReflection,
+  createServer,
+  currentScope,
+  eventMigrations,
+  exitOnSignals,
+  loadTopology,
+  openServiceDatabase,
+  ReflectionV1,
+  ReflectionV1Alpha,
+  remainingBudgetMs,
+  withCallPolicy,
+} from "@shop/platform";
+import type { Logger } from "@shop/platform";
 import { healthService, instanceAdminServices, loadServiceDescriptors, reflectionServices } from "../envoy/contracts.ts";
-import { edgePorts, instancePorts } from "../envoy/ports.ts";
+import { edgePorts, instancePorts, instancesOf } from "../envoy/ports.ts";
+import { EventAdminService } from "../gen/mesh/v1/events_pb.js";
+import { OpsService } from "../gen/mesh/v1/ops_pb.js";
 import { allServices } from "./services.ts";
 import { startShop } from "./shop.ts";
+import { createWebApp } from "./web-app.ts";
 
 const [name, replicaArg = "0"] = process.argv.slice(2);
 const topology = loadTopology();
 const offset = Number(process.env.MESH_PORT_OFFSET ?? 0);
-const usage = `usage: node runner/instance.ts <${Object.keys(topology.services).join("|")}> [replica] | reflection`;
+const usage = `usage: node runner/instance.ts <${Object.keys(topology.services).join("|")}> [replica] | edge-backend | migrate <service>`;
 
 function fail(message: string): never {
   process.stderr.write(`runner/instance.ts: ${message}\n${usage}\n`);
@@ -36,18 +71,148 @@ if (!Number.isInteger(offset)) fail(`MESH_PORT_OFFSET=${process.env.MESH_PORT_OF
 const envPort = process.env.PORT ? Number(process.env.PORT) : undefined;
 const host = process.env.HOST ?? "127.0.0.1";
 
-if (name === "reflection") {
-  const logger = createLogger().child({ instance: process.env.MESH_INSTANCE ?? "reflection" });
+// ---------------------------------------------------------------- the edge backend
+
+/** One service instance the edge backend asks: "orders-1" at its sidecar's inbound listener. */
+interface Target {
+  readonly name: string;
+  readonly service: string;
+  readonly url: string;
+}
+
+/** Time kept back from the caller's budget for merging and answering: an instance that hangs is left out, not the whole answer. */
+const FAN_OUT_MARGIN_MS = 300;
+/** How long a DNS answer about the pods of a service is used. */
+const DNS_TTL_MS = 3000;
+
+/** Every instance of topology.json on loopback, by the port scheme: what `make mesh` starts. */
+function localTargets(): () => readonly Target[] {
+  const targets = instancesOf(topology, offset).map((i) => ({ name: i.name, service: i.service, url: `http://127.0.0.1:${i.ports.inbound}` }));
+  return () => targets;
+}
+
+/** Every ready pod behind each service's headless Service (what the sidecars' STRICT_DNS clusters see), looked up again every few seconds. */
+function dnsTargets(namespace: string, logger: Logger): () => Promise<readonly Target[]> {
+  let cached: { at: number; targets: Promise<Target[]> } | undefined;
+  const lookup = async () => {
+    const perService = await Promise.all(
+      Object.keys(topology.services).map(async (service) => {
+        const name = `${service}.${namespace}.svc.cluster.local`;
+        const ips = await resolve4(name).catch((err: NodeJS.ErrnoException) => {
+          logger.warn({ name, err: err.code ?? err.message }, "no pod found for a service: its instances are left out of the mesh-wide answers");
+          return [] as string[];
+        });
+        const port = instancePorts(topology, service, 0).inbound;
+        return ips.sort().map((ip) => ({ name: `${service}@${ip}`, service, url: `http://${ip}:${port}` }));
+      }),
+    );
+    return perService.flat();
+  };
+  return () => {
+    if (!cached || Date.now() - cached.at > DNS_TTL_MS) cached = { at: Date.now(), targets: lookup() };
+    return cached.targets;
+  };
+}
+
+/**
+ * Calls made for the caller being served: its authorization header travels
+ * as it came (the operator's token, already checked here), and each call
+ * ends FAN_OUT_MARGIN_MS before the caller's budget does.
+ */
+function onBehalfOfCaller(inner: Transport): Transport {
+  const prepare = (timeoutMs: number | undefined, header: HeadersInit | undefined) => {
+    const headers = new Headers(header);
+    const authorization = currentScope()?.authorization;
+    if (authorization) headers.set("authorization", authorization);
+    const left = remainingBudgetMs();
+    const timeout = left === undefined ? timeoutMs : Math.max(1, Math.min(timeoutMs ?? Infinity, left - FAN_OUT_MARGIN_MS));
+    return { headers, timeout };
+  };
+  return {
+    unary(method, signal, timeoutMs, header, input, contextValues) {
+      const { headers, timeout } = prepare(timeoutMs, header);
+      return inner.unary(method, signal, timeout, headers, input, contextValues);
+    },
+    stream(method, signal, timeoutMs, header, input, contextValues) {
+      const { headers, timeout } = prepare(timeoutMs, header);
+      return inner.stream(method, signal, timeout, headers, input, contextValues);
+    },
+  };
+}
+
+async function startEdgeBackend(): Promise<void> {
+  const instance = process.env.MESH_INSTANCE ?? "edge-backend";
+  const logger = createLogger().child({ instance });
+  const edge = edgePorts(topology, offset);
+  const reflectionOn = !/^(off|0|false|no)$/i.test(process.env.EDGE_REFLECTION ?? "on");
+  const discovery = process.env.MESH_DISCOVERY ?? "local";
+  if (discovery !== "local" && discovery !== "dns") fail(`MESH_DISCOVERY=${discovery}: expected local or dns`);
+  const namespace = process.env.MESH_NAMESPACE ?? "shop";
+  const targets = discovery === "dns" ? dnsTargets(namespace, logger) : localTargets();
+
+  // The platform's own reflection would list what this process serves: only the aggregates.
+  const server = createServer({
+    logger,
+    port: envPort ?? edge.reflection,
+    host,
+    reflection: false,
+    fallback: createWebApp({ logger, address: `localhost:${edge.listener}` }),
+  });
+
+  const clients = new Map<string, { ops: Client<typeof OpsService>; events: Client<typeof EventAdminService> }>();
+  const clientsOf = (t: Target) => {
+    let c = clients.get(t.url);
+    if (!c) {
+      const transport = onBehalfOfCaller(withCallPolicy(createGrpcTransport({ baseUrl: t.url }), { caller: "edge", tokens: server.tokens, metrics: server.metrics }));
+      c = { ops: createClient(OpsService, transport), events: createClient(EventAdminService, transport) };
+      clients.set(t.url, c);
+    }
+    return c;
+  };
+  // An empty mesh is no answer: the console would draw nothing and say nothing.
+  const found = async () => {
+    const list = await targets();
+    if (list.length === 0) throw new ConnectError(`no instance of the mesh found (MESH_DISCOVERY=${discovery}${discovery === "dns" ? `, namespace ${namespace}` : ""})`, Code.Unavailable);
+    return list;
+  };
+  server.register("edge", OpsService, createOpsAggregator(async () => (await found()).map((t) => clientsOf(t).ops)));
+  server.register(
+    "edge",
+    EventAdminService,
+    createEventAdminAggregator(async () => (await found()).map((t) => ({ name: t.name, service: t.service, client: clientsOf(t).events }))),
+  );
+
   // Everything a client can call through the edge: the shop, health and the per-service admin (x-shop-service), reflection.
   const services = [...[...(await loadServiceDescriptors(topology)).values()].flat(), healthService, ...instanceAdminServices, ...reflectionServices];
-  // Only reflection: the platform's own would list what this process serves, which is nothing.
-  const server = createServer({ logger, port: envPort ?? edgePorts(topology, offset).reflection, host, reflection: false });
-  const reflection = createReflection(() => services);
-  server.register("platform", ReflectionV1, reflection.v1);
-  server.register("platform", ReflectionV1Alpha, reflection.v1alpha);
+  if (reflectionOn) {
+    const reflection = createReflection(() => services);
+    server.register("platform", ReflectionV1, reflection.v1);
+    server.register("platform", ReflectionV1Alpha, reflection.v1alpha);
+  }
   const { port } = await server.listen();
   exitOnSignals(logger, () => server.drain());
-  logger.info({ port, services: services.map((s) => s.typeName) }, "listening");
+  logger.info({ port, reflection: reflectionOn, discovery, instances: (await targets()).map((t) => t.name) }, "listening");
+}
+
+// ---------------------------------------------------------------- start
+
+if (name === "migrate") {
+  // The Helm chart's pre-install/pre-upgrade Job: open the service's database
+  // (its migrations run under pg_advisory_lock), close it, exit 0; 1 on failure.
+  const service = process.argv[3];
+  const serviceModule = allServices.find((m) => m.name === service);
+  if (!service || !serviceModule || !topology.services[service]) fail(`migrate which service? ${service ?? "(none)"} is not in topology.json and runner/services.ts`);
+  const logger = createLogger().child({ instance: process.env.MESH_INSTANCE ?? `${service}-migrate` });
+  try {
+    const db = await openServiceDatabase({ service, migrations: [...serviceModule.migrations, ...eventMigrations], env: process.env, logger });
+    await db.close();
+    logger.info({ service }, "migrated");
+  } catch (err) {
+    logger.error({ err, service }, "migration failed");
+    process.exitCode = 1;
+  }
+} else if (name === "edge-backend" || name === "reflection") {
+  await startEdgeBackend();
 } else {
   const serviceModule = allServices.find((m) => m.name === name);
   if (!serviceModule || !topology.services[name]) fail(`no service ${name} in topology.json and runner/services.ts`);

@@ -1,6 +1,7 @@
 // `make mesh`: the whole shop as separate OS processes on loopback, the way
 // it runs in production. Every replica of every service (runner/instance.ts),
-// each with its Envoy sidecar, the edge Envoy and its reflection backend, on
+// each with its Envoy sidecar, the edge Envoy and its backend (reflection, the
+// mesh-wide operations RPCs and the browser app: runner/instance.ts edge-backend), on
 // PostgreSQL (a database per service, shared by that service's replicas) and
 // NATS JetStream. It waits until everything is healthy, as the edge sees it,
 // prints the edge's address and where the logs are, and on Ctrl-C (or
@@ -49,10 +50,10 @@ const edge = edgePorts(topology, offset);
 const instances = instancesOf(topology, offset);
 const shown = (path: string) => relative(process.cwd(), path) || ".";
 
-/** A process this run started: an app, a sidecar, the edge, the reflection backend. */
+/** A process this run started: an app, a sidecar, the edge, the edge's backend. */
 interface Proc {
   readonly name: string;
-  readonly role: "app" | "sidecar" | "edge" | "reflection";
+  readonly role: "app" | "sidecar" | "edge" | "edge-backend";
   readonly log: string;
   readonly child: ChildProcess;
   readonly argv: readonly string[];
@@ -233,7 +234,7 @@ async function checkPorts(): Promise<void> {
   const wanted: Array<[number, string]> = [
     [edge.listener, "the edge"],
     [edge.admin, "the edge's admin"],
-    [edge.reflection, "the reflection backend"],
+    [edge.reflection, "the edge backend"],
   ];
   for (const i of instances) {
     wanted.push([i.ports.app, i.name], [i.ports.inbound, `${i.name}'s sidecar (inbound)`], [i.ports.outbound, `${i.name}'s sidecar (outbound)`], [i.ports.admin, `${i.name}'s sidecar (admin)`]);
@@ -279,7 +280,7 @@ async function notReady(healthNames: Map<string, string>): Promise<string[]> {
     procs.map(async (p) => {
       const i = instances.find((x) => x.name === p.name || `sidecar-${x.name}` === p.name);
       if (p.role === "app" && i && (await get(`http://127.0.0.1:${i.ports.app}/healthz`))?.status !== 200) waiting.push(`${p.name}: not serving on :${i.ports.app} yet`);
-      if (p.role === "reflection" && (await get(`http://127.0.0.1:${edge.reflection}/healthz`))?.status !== 200) waiting.push(`reflection: not serving on :${edge.reflection} yet`);
+      if (p.role === "edge-backend" && (await get(`http://127.0.0.1:${edge.reflection}/healthz`))?.status !== 200) waiting.push(`${p.name}: not serving on :${edge.reflection} yet`);
       if (p.role === "sidecar" || p.role === "edge") {
         const admin = p.role === "edge" ? edge.admin : i!.ports.admin;
         if ((await get(`http://127.0.0.1:${admin}/ready`))?.status !== 200) waiting.push(`${p.name}: Envoy not ready (admin :${admin})`);
@@ -368,7 +369,14 @@ async function run(): Promise<void> {
       MESH_INSTANCE: i.name,
     });
   }
-  if (reflection) start("reflection", "reflection", node, ["runner/instance.ts", "reflection"], { ...appEnv, PORT: String(edge.reflection) });
+  // Always: besides reflection it serves the browser app and the console's mesh-wide RPCs.
+  start("edge-backend", "edge-backend", node, ["runner/instance.ts", "edge-backend"], {
+    ...appEnv,
+    PORT: String(edge.reflection),
+    MESH_INSTANCE: "edge-backend",
+    EDGE_REFLECTION: reflection ? "on" : "off",
+    MESH_DISCOVERY: "local",
+  });
   // Envoy's own log lines as JSON too, like the access log and the services' lines.
   const envoyArgs = (config: string, concurrency: number) => [
     "-c",
@@ -400,6 +408,8 @@ async function run(): Promise<void> {
   for (const i of instances) byService.set(i.service, [...(byService.get(i.service) ?? []), `${i.name} :${i.ports.app} (sidecar :${i.ports.inbound}, admin :${i.ports.admin})`]);
   say();
   say(`mesh ready in ${((Date.now() - began) / 1000).toFixed(1)} s: edge ${url} (gRPC, Connect, gRPC-Web${reflection ? ", reflection" : ""})`);
+  say(`  web app        ${url}/    operations console: ${url}/#/console (the whole mesh; operator token: make token)`);
+  if (!existsSync(join(repoRoot, "web/dist/index.html"))) say("                 (web/dist is not built: `make web`, then reload)");
   for (const [service, lines] of byService) say(`  ${service.padEnd(14)} ${lines.join(", ")}`);
   say(`  edge admin     http://127.0.0.1:${edge.admin}/stats  (each sidecar's admin: its port above, e.g. /stats?filter=upstream_rq_retry)`);
   say(`  logs           ${shown(logDir)}/<instance>.log, sidecar-<instance>.log, edge.log; processes in ${shown(stateFile)}`);
@@ -419,7 +429,7 @@ async function stopEverything(reason: string): Promise<void> {
   say(`\n${reason}: stopping the mesh`);
   const drainMs = Number(env.DRAIN_TIMEOUT_MS ?? 10_000) + 5000;
   await stopAll(procs.filter((p) => p.role === "edge"), 5000);
-  await stopAll(procs.filter((p) => p.role === "app" || p.role === "reflection"), drainMs);
+  await stopAll(procs.filter((p) => p.role === "app" || p.role === "edge-backend"), drainMs);
   await stopAll(procs.filter((p) => p.role === "sidecar"), 5000);
   stopInfrastructure();
   rmSync(stateFile, { force: true });

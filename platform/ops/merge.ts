@@ -145,13 +145,23 @@ export function mergeLogLines(answers: readonly ListLogLinesResponse[], limit: n
 }
 
 /**
+ * The instances an aggregator asks: a fixed list, or a function asked again
+ * for every call (instances found through DNS come and go).
+ */
+export type InstanceSource<T> = ReadonlyArray<T> | (() => ReadonlyArray<T> | Promise<ReadonlyArray<T>>);
+
+export async function instancesFrom<T>(source: InstanceSource<T>): Promise<ReadonlyArray<T>> {
+  return typeof source === "function" ? await source() : source;
+}
+
+/**
  * OpsService for the whole mesh: asks every instance (through its typed
  * client) and merges. An instance that does not answer is left out; its
  * services then show UNKNOWN unless another replica answered for them.
  */
-export function createOpsAggregator(instances: ReadonlyArray<Client<typeof OpsService>>): ServiceImpl<typeof OpsService> {
+export function createOpsAggregator(instances: InstanceSource<Client<typeof OpsService>>): ServiceImpl<typeof OpsService> {
   async function all<T>(ask: (c: Client<typeof OpsService>) => Promise<T>): Promise<T[]> {
-    const settled = await Promise.allSettled(instances.map(ask));
+    const settled = await Promise.allSettled((await instancesFrom(instances)).map(ask));
     const answers = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
     if (answers.length === 0 && settled.length > 0) throw new ConnectError("no instance answered", Code.Unavailable);
     return answers;

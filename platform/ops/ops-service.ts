@@ -29,7 +29,7 @@ export interface OpsServiceOptions {
   server: { readonly health: HealthRegistry; readonly metrics: RpcMetrics; services(): DescService[] };
   /** Default: the repository's topology.json. */
   topology?: Topology;
-  /** How this process is named in answers. Default "<hostname>/<pid>". */
+  /** How this process is named in answers. Default MESH_INSTANCE (the mesh runner names each instance: "orders-1"), else "<hostname>/<pid>". */
   instance?: string;
   /** Default: this process's recentSpans. */
   spans?: SpanSource;
@@ -45,7 +45,7 @@ const DEFAULT_LOG_LINES = 200;
 export function createOpsService(options: OpsServiceOptions): ServiceImpl<typeof OpsService> {
   const { server } = options;
   const topology = options.topology ?? loadTopology();
-  const instance = options.instance ?? `${hostname()}/${process.pid}`;
+  const instance = options.instance ?? (process.env.MESH_INSTANCE || `${hostname()}/${process.pid}`);
   const spans = options.spans ?? recentSpans;
   const logs = options.logs ?? recentLogLines;
   const startedAt = new Date(options.now?.() ?? Date.now());

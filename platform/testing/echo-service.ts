@@ -15,10 +15,26 @@ export interface EchoOptions {
   instance: string;
   /** Clients for Relay's downstream call; Relay answers FAILED_PRECONDITION without them. */
   clients?: ClientFactory;
+  /**
+   * A fault for drills: every n-th Echo call, and every n-th Record call
+   * (counted apart), answers UNAVAILABLE; Record only after recording its
+   * side effect, as a server that fails after committing would. 1 fails every
+   * call. Default 0: never.
+   */
+  unavailableEvery?: number;
 }
 
 export function createEchoService(options: EchoOptions): ServiceImpl<typeof EchoService> {
   let served = 0n;
+  let echoCalls = 0n;
+  let recordCalls = 0n;
+  let recorded = 0n;
+  let echoInFlight = 0;
+  let echoMaxInFlight = 0;
+  const every = BigInt(options.unavailableEvery ?? 0);
+  const faultDue = (call: bigint) => every > 0n && call % every === 0n;
+  const injected = (method: string, call: bigint) =>
+    new ConnectError(`injected fault: ${options.instance} answers every ${every}. ${method} call UNAVAILABLE (this was call ${call})`, Code.Unavailable);
   const sleep = (ms: number, signal?: AbortSignal) =>
     new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, ms);
@@ -31,9 +47,33 @@ export function createEchoService(options: EchoOptions): ServiceImpl<typeof Echo
     async echo(req) {
       const budget = remainingBudgetMs();
       const traceId = trace.getActiveSpan()?.spanContext().traceId ?? "";
-      if (req.sleepMs > 0) await sleep(req.sleepMs);
+      const call = ++echoCalls;
+      if (faultDue(call)) throw injected("Echo", call);
+      echoMaxInFlight = Math.max(echoMaxInFlight, ++echoInFlight);
+      try {
+        if (req.sleepMs > 0) await sleep(req.sleepMs);
+      } finally {
+        echoInFlight--;
+      }
       served++;
       return { message: req.message, budgetMs: BigInt(Math.round(budget ?? -1)), traceId, instance: options.instance, served };
+    },
+    record() {
+      const call = ++recordCalls;
+      recorded++;
+      if (faultDue(call)) throw injected("Record", call);
+      return { instance: options.instance, recorded };
+    },
+    getCounters() {
+      return {
+        instance: options.instance,
+        echoCalls,
+        echoServed: served,
+        recordCalls,
+        recorded,
+        echoInFlight,
+        echoMaxInFlight,
+      };
     },
     async relay(req) {
       const budget = remainingBudgetMs();

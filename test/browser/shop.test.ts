@@ -3,19 +3,16 @@
 // orders, watches the saga live and reads the notification; an operator
 // opens the console and follows the order's trace down to its log lines.
 // Screenshots land in test-results/screenshots/.
-import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { expect } from "chai";
-import { chromium } from "playwright-core";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { createTokenAuthority } from "@shop/platform";
-import { repoRoot, startServerProcess } from "../support/process.ts";
+import { startServerProcess } from "../support/process.ts";
 import type { ServerProcess } from "../support/process.ts";
+import { launchChromium, SCREENSHOTS } from "./chromium.ts";
 import { ensureWebBuild } from "./web-build.ts";
 
 const TOKEN_KEY = "browser-test-token-key";
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const SCREENSHOTS = join(repoRoot, "test-results", "screenshots");
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
 
 describe("the browser app, in Chromium against make run", function () {
@@ -36,16 +33,9 @@ describe("the browser app, in Chromium against make run", function () {
   };
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: install Debian's package (apt-get install chromium) or set CHROMIUM_PATH`);
     ensureWebBuild();
-    mkdirSync(SCREENSHOTS, { recursive: true });
     server = await startServerProcess("runner/embedded.ts", { DATA_DIR: ":memory:", SHOP_TOKEN_KEY: TOKEN_KEY, HOST: "127.0.0.1", LOG_LEVEL: "info" });
-    // launch() gives every run a fresh, throwaway user-data dir.
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    });
+    browser = await launchChromium();
     context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     context.setDefaultTimeout(15_000);
     page = await context.newPage();

@@ -32,6 +32,8 @@ export interface LocalMesh {
   readonly edgeAddress: string;
   readonly state: MeshState;
   readonly dir: string;
+  /** Each service's PostgreSQL URL (shared by its replicas), by service name. */
+  readonly databaseUrls: Readonly<Record<string, string>>;
   /** Everything runner/mesh.ts printed. */
   readonly output: string[];
   readonly child: ChildProcess;
@@ -134,6 +136,7 @@ async function startOnce(databases: TestDatabases, natsUrl: string, offset: numb
     edgeAddress: edgeUrl.replace("http://", ""),
     state,
     dir,
+    databaseUrls: databases.urls,
     output,
     child,
     exited,

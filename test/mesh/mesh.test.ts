@@ -16,6 +16,7 @@ import { UserService } from "../../gen/shop/users/v1/users_pb.js";
 import { loadTopology } from "@shop/platform";
 import { loadServiceDescriptors } from "../../envoy/contracts.ts";
 import { grpcurl } from "../support/grpcurl.ts";
+import { edgeWebAndConsoleSuite } from "./edge-web-console.ts";
 import { startLocalMesh } from "./local-mesh.ts";
 import type { LocalMesh } from "./local-mesh.ts";
 
@@ -79,7 +80,7 @@ describe("make mesh: the shop as separate processes behind Envoy", function () {
     for (const service of ["catalog", "inventory", "orders"]) {
       expect(names).to.include.members([`${service}-0`, `${service}-1`, `sidecar-${service}-0`, `sidecar-${service}-1`]);
     }
-    expect(names).to.include("edge");
+    expect(names).to.include.members(["edge", "edge-backend"]);
     expect(mesh.state.instances).to.have.length(Object.values(topology.services).reduce((n, s) => n + s.replicas, 0));
   });
 
@@ -235,6 +236,8 @@ describe("make mesh: the shop as separate processes behind Envoy", function () {
     // The purchases above asked catalog for quotes through these sidecars.
     expect(quoted).to.be.greaterThan(0);
   });
+
+  edgeWebAndConsoleSuite(() => mesh);
 
   // Last: mocha runs a suite's own tests before its nested suites.
   describe("Ctrl-C", function () {

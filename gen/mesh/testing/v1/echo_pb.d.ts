@@ -266,6 +266,111 @@ export declare type CountResponse = Message<"mesh.testing.v1.CountResponse"> & {
 export declare const CountResponseSchema: GenMessage<CountResponse>;
 
 /**
+ * @generated from message mesh.testing.v1.RecordRequest
+ */
+export declare type RecordRequest = Message<"mesh.testing.v1.RecordRequest"> & {
+  /**
+   * @generated from field: string note = 1;
+   */
+  note: string;
+};
+
+/**
+ * Describes the message mesh.testing.v1.RecordRequest.
+ * Use `create(RecordRequestSchema)` to create a new message.
+ */
+export declare const RecordRequestSchema: GenMessage<RecordRequest>;
+
+/**
+ * @generated from message mesh.testing.v1.RecordResponse
+ */
+export declare type RecordResponse = Message<"mesh.testing.v1.RecordResponse"> & {
+  /**
+   * The instance that recorded it.
+   *
+   * @generated from field: string instance = 1;
+   */
+  instance: string;
+
+  /**
+   * Side effects this instance has recorded so far, this one included.
+   *
+   * @generated from field: uint64 recorded = 2;
+   */
+  recorded: bigint;
+};
+
+/**
+ * Describes the message mesh.testing.v1.RecordResponse.
+ * Use `create(RecordResponseSchema)` to create a new message.
+ */
+export declare const RecordResponseSchema: GenMessage<RecordResponse>;
+
+/**
+ * @generated from message mesh.testing.v1.GetCountersRequest
+ */
+export declare type GetCountersRequest = Message<"mesh.testing.v1.GetCountersRequest"> & {
+};
+
+/**
+ * Describes the message mesh.testing.v1.GetCountersRequest.
+ * Use `create(GetCountersRequestSchema)` to create a new message.
+ */
+export declare const GetCountersRequestSchema: GenMessage<GetCountersRequest>;
+
+/**
+ * @generated from message mesh.testing.v1.GetCountersResponse
+ */
+export declare type GetCountersResponse = Message<"mesh.testing.v1.GetCountersResponse"> & {
+  /**
+   * @generated from field: string instance = 1;
+   */
+  instance: string;
+
+  /**
+   * Echo calls that reached the handler, and those it answered OK.
+   *
+   * @generated from field: uint64 echo_calls = 2;
+   */
+  echoCalls: bigint;
+
+  /**
+   * @generated from field: uint64 echo_served = 3;
+   */
+  echoServed: bigint;
+
+  /**
+   * Record calls that reached the handler, and the side effects recorded.
+   *
+   * @generated from field: uint64 record_calls = 4;
+   */
+  recordCalls: bigint;
+
+  /**
+   * @generated from field: uint64 recorded = 5;
+   */
+  recorded: bigint;
+
+  /**
+   * Echo calls in the handler now, and the most there ever were at once.
+   *
+   * @generated from field: uint32 echo_in_flight = 6;
+   */
+  echoInFlight: number;
+
+  /**
+   * @generated from field: uint32 echo_max_in_flight = 7;
+   */
+  echoMaxInFlight: number;
+};
+
+/**
+ * Describes the message mesh.testing.v1.GetCountersResponse.
+ * Use `create(GetCountersResponseSchema)` to create a new message.
+ */
+export declare const GetCountersResponseSchema: GenMessage<GetCountersResponse>;
+
+/**
  * @generated from service mesh.testing.v1.EchoService
  */
 export declare const EchoService: GenService<{
@@ -328,6 +433,27 @@ export declare const EchoService: GenService<{
     methodKind: "server_streaming";
     input: typeof CountRequestSchema;
     output: typeof CountResponseSchema;
+  },
+  /**
+   * Records one side effect on the instance that answers, then answers.
+   * Deliberately without an idempotency level: a proxy must never repeat it.
+   *
+   * @generated from rpc mesh.testing.v1.EchoService.Record
+   */
+  record: {
+    methodKind: "unary";
+    input: typeof RecordRequestSchema;
+    output: typeof RecordResponseSchema;
+  },
+  /**
+   * What this instance has seen so far: calls, side effects, concurrency.
+   *
+   * @generated from rpc mesh.testing.v1.EchoService.GetCounters
+   */
+  getCounters: {
+    methodKind: "unary";
+    input: typeof GetCountersRequestSchema;
+    output: typeof GetCountersResponseSchema;
   },
 }>;
 
