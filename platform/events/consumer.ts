@@ -6,6 +6,7 @@
 // behind it keep flowing meanwhile. With the JetStream bus the same worker
 // drains only the dead letters an operator put back (RetryDeadLetter).
 import type { Logger } from "../telemetry/logger.ts";
+import { createAlarm } from "./alarm.ts";
 import { createEventHandling } from "./event-handling.ts";
 import type { Delivery, EventHandling, EventHandlingOptions } from "./event-handling.ts";
 
@@ -52,23 +53,9 @@ export function createInboxWorker(handling: EventHandling, logger: Logger, optio
   const active = new Map<string, Promise<void>>();
   let running = false;
   let loop: Promise<void> | undefined;
-  let wake: (() => void) | undefined;
-  let kicked = false;
 
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      if (kicked) {
-        kicked = false;
-        return resolve();
-      }
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        wake = undefined;
-        resolve();
-      }
-      wake = done;
-    });
+  const alarm = createAlarm();
+  const sleep = (ms: number) => alarm.sleep(ms);
 
   async function deliver(row: InboxRow): Promise<void> {
     await handling.handle(inboxDelivery(row));
@@ -112,7 +99,7 @@ export function createInboxWorker(handling: EventHandling, logger: Logger, optio
             .finally(() => {
               active.delete(row.event_id);
               if (polling) finishedDuringPoll.add(row.event_id);
-              wake?.();
+              alarm.wakeIfSleeping();
             });
           active.set(row.event_id, job);
           started++;
@@ -131,12 +118,11 @@ export function createInboxWorker(handling: EventHandling, logger: Logger, optio
       loop = run();
     },
     kick() {
-      if (wake) wake();
-      else kicked = true;
+      alarm.ring();
     },
     async stop() {
       running = false;
-      wake?.();
+      alarm.wakeIfSleeping();
       await loop;
       await Promise.all(active.values());
     },

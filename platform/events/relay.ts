@@ -3,6 +3,7 @@
 // on restart (at least once), and consumers' inboxes drop the second copy.
 import type { Database } from "../store/sqlite.ts";
 import type { Logger } from "../telemetry/logger.ts";
+import { createAlarm } from "./alarm.ts";
 import type { EventBus, EventRecord } from "./event-record.ts";
 
 export interface OutboxRelayOptions {
@@ -38,24 +39,10 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const pollMs = options.pollMs ?? 250;
   const batchSize = options.batchSize ?? 100;
   let running = false;
-  let wake: (() => void) | undefined;
-  let kicked = false;
   let loop: Promise<void> | undefined;
 
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      if (kicked) {
-        kicked = false;
-        return resolve();
-      }
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        wake = undefined;
-        resolve();
-      }
-      wake = done;
-    });
+  const alarm = createAlarm();
+  const sleep = (ms: number) => alarm.sleep(ms);
 
   async function run(): Promise<void> {
     let failures = 0;
@@ -93,12 +80,11 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       loop = run();
     },
     kick() {
-      if (wake) wake();
-      else kicked = true;
+      alarm.ring();
     },
     async stop() {
       running = false;
-      wake?.();
+      alarm.wakeIfSleeping();
       await loop;
     },
   };
