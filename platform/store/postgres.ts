@@ -115,7 +115,7 @@ async function query(client: Client, sql: string, params: readonly SqlValue[]): 
 /**
  * A database that cannot be reached is a transient condition, not a bug: the
  * caller gets UNAVAILABLE (which clients and Envoy retry), not INTERNAL.
- * Connection-class SQLSTATEs: 08xxx (connection exception), 57P01-57P03
+ * Connection-class SQLSTATEs: class 08 (connection exception), 57P01-57P03
  * (admin shutdown, crash shutdown, cannot connect now).
  */
 export function asUnavailable(err: unknown): unknown {
