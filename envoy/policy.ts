@@ -28,10 +28,11 @@ export const RETRY = {
   perTryShare: 0.5,
   /**
    * How often the previous-hosts predicate may pick again to find a replica
-   * not tried yet. Each pick among equally loaded replicas is random: with two,
-   * 3 picks again left a retry on the replica that had just failed 1 time in
-   * 16 (both retries there, so the call failed, 1 in 256: the mesh drills saw
-   * it); with 5, 1 in 64. A pick costs nothing.
+   * not tried yet. Among equally loaded replicas each pick is a coin toss:
+   * with two replicas and 3 picks again, a retry still went back to the
+   * replica that had just failed 1 time in 16, and a call whose two retries
+   * both did so failed (the mesh drills saw it). With 5, 1 in 64. A pick
+   * costs nothing.
    */
   hostSelectionAttempts: 5,
 } as const;
@@ -77,7 +78,8 @@ export const CALLER_LIMITS = {
    * the calls in flight... A replica that dies fails every call it had at
    * once, and all of them are safe to retry: with two replicas that is as many
    * retries as there are calls left on the other. At Envoy's 20 % and 3, the
-   * replica-kill drill lost a dozen calls whenever a dozen were in flight.
+   * replica-kill drill lost calls whenever more than three were in flight on
+   * the replica it killed (upstream_rq_retry_overflow).
    */
   retryBudgetPercent: 50,
   /** ...but this many concurrent retries are always allowed (an eighth of maxRequests). */
