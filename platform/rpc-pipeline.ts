@@ -191,17 +191,19 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
     return { scope, otelContext: trace.setSpan(parent, span), span, finish };
   }
 
-  async function admit(start: CallStart, ctx: HandlerContext, input: unknown): Promise<CallScope> {
-    const { deadlineAt } = start.scope;
+  /** The call's scope once admitted; synchronous (no promise) when there is no token to verify. */
+  function admit(start: CallStart, input: unknown): CallScope | Promise<CallScope> {
+    const { deadlineAt, authorization } = start.scope;
     if (deadlineAt !== undefined && deadlineAt <= Date.now()) {
       throw new ConnectError("deadline exceeded before the call started", Code.DeadlineExceeded);
     }
-    const authorization = start.scope.authorization;
-    // No token on a public method: nothing to verify, no await.
-    const principal: Principal | undefined =
-      authorization === undefined && contract.audience === "public" ? undefined : await authorize(options.tokens, contract.audience, authorization ?? null);
-    if (input !== undefined) assertValid(method.input, input as Message);
-    return { ...start.scope, principal };
+    const admitted = (principal: Principal | undefined): CallScope => {
+      if (input !== undefined) assertValid(method.input, input as Message);
+      return principal === undefined ? start.scope : { ...start.scope, principal };
+    };
+    // No token on a public method: nothing to verify, nothing to wait for.
+    if (authorization === undefined && contract.audience === "public") return admitted(undefined);
+    return authorize(options.tokens, contract.audience, authorization ?? null).then(admitted);
   }
 
   if (method.methodKind === "unary" || method.methodKind === "client_streaming") {
@@ -209,7 +211,8 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
     return async (input, ctx) => {
       const start = begin(ctx, input);
       try {
-        const scope = await admit(start, ctx, takesStream ? undefined : input);
+        const admitted = admit(start, takesStream ? undefined : input);
+        const scope = admitted instanceof Promise ? await admitted : admitted;
         const pending = context.with(contextWithScope(start.otelContext, scope), () => handler(input, ctx)) as Promise<unknown>;
         const result = scope.deadlineAt === undefined ? await pending : await withDeadline(pending, scope.deadlineAt);
         start.finish(undefined);
@@ -227,7 +230,7 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
     let iterator: AsyncIterator<unknown> | undefined;
     let finished = false;
     try {
-      const scope = await admit(start, ctx, takesStream ? undefined : input);
+      const scope = await admit(start, takesStream ? undefined : input);
       const callContext = contextWithScope(start.otelContext, scope);
       const iterable = context.with(callContext, () => handler(input, ctx)) as AsyncIterable<unknown>;
       const it = iterable[Symbol.asyncIterator]();
