@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { CatalogService } from "../../gen/shop/catalog/v1/catalog_pb.js";
 import { createGrpcJsClient } from "../../test/support/grpc-js-client.ts";
 import { grpcurl } from "../../test/support/grpcurl.ts";
@@ -7,15 +7,7 @@ import { startTestShop } from "../../test/support/shop.ts";
 import type { TestShop } from "../../test/support/shop.ts";
 import { catalog } from "./index.ts";
 import { seedProducts } from "./seed.ts";
-
-async function errorOf(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail");
-}
+import { errorOf } from "../../test/support/errors.ts";
 
 describe("catalog service", () => {
   let t: TestShop;

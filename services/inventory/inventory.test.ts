@@ -13,17 +13,9 @@ import { startTestShop } from "../../test/support/shop.ts";
 import type { TestShop } from "../../test/support/shop.ts";
 import { createInventory } from "./index.ts";
 import { seedStock } from "./seed.ts";
+import { errorOf } from "../../test/support/errors.ts";
 
 const STOCK_EVENTS = [StockReservedSchema, StockRejectedSchema, StockCommittedSchema, StockReleasedSchema];
-
-async function errorOf(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail");
-}
 
 interface Harness {
   t: TestShop;

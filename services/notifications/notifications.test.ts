@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { expect } from "chai";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { openDatabase } from "@shop/platform";
 import type { Emit, EventContext } from "@shop/platform";
 import { NotificationRecordedSchema } from "../../gen/shop/notifications/v1/events_pb.js";
@@ -18,15 +18,7 @@ import { formatMoney } from "./messages.ts";
 import { migrations } from "./migrations.ts";
 import { notifications } from "./index.ts";
 import { createNotificationStore } from "./store.ts";
-
-async function errorOf(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail");
-}
+import { errorOf } from "../../test/support/errors.ts";
 
 describe("notifications service", () => {
   let t: TestShop;

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { expect } from "chai";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { StockRejectedSchema } from "../../gen/shop/inventory/v1/events_pb.js";
 import { OrderCancelledSchema, OrderConfirmedSchema, OrderCreatedSchema } from "../../gen/shop/orders/v1/events_pb.js";
 import { OrderService, OrderStatus } from "../../gen/shop/orders/v1/orders_pb.js";
@@ -16,18 +16,10 @@ import { startTestShop } from "../../test/support/shop.ts";
 import type { TestShop } from "../../test/support/shop.ts";
 import { catalog } from "../catalog/index.ts";
 import { createOrdersModule, orders } from "./index.ts";
+import { errorOf } from "../../test/support/errors.ts";
 
 type Auth = { headers: { authorization: string } };
 type Items = Array<Pick<CreateOrderItem, "sku" | "quantity">>;
-
-async function errorOf(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail");
-}
 
 const orderEvents = [OrderCreatedSchema, OrderConfirmedSchema, OrderCancelledSchema];
 

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { expect } from "chai";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { EventAdminService } from "../../gen/mesh/v1/events_pb.js";
 import { StockReservedSchema } from "../../gen/shop/inventory/v1/events_pb.js";
 import { OrderCancelledSchema, OrderConfirmedSchema, OrderCreatedSchema } from "../../gen/shop/orders/v1/events_pb.js";
@@ -18,17 +18,9 @@ import { startTestShop } from "../../test/support/shop.ts";
 import type { TestShop, TestShopOptions } from "../../test/support/shop.ts";
 import { createPaymentsModule, createSimulatedProvider } from "./index.ts";
 import type { PaymentsModuleOptions, SimulatedProvider, SimulatedProviderConfig } from "./index.ts";
+import { errorOf } from "../../test/support/errors.ts";
 
 const eur = (unitsMinor: bigint) => ({ currencyCode: "EUR", unitsMinor });
-
-async function errorOf(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail");
-}
 
 /** Polls a condition every 10 ms, failing after timeoutMs. */
 async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {

@@ -20,6 +20,7 @@ import { seedProducts } from "../catalog/seed.ts";
 import { storefront } from "./index.ts";
 import { pickRecommendations, RECOMMENDATION_COUNT } from "./recommendations.ts";
 import { SECTION_BUDGET_SHARE } from "./section.ts";
+import { errorOf } from "../../test/support/errors.ts";
 
 // The contract's deadlines for the two pages, and the slack a loaded test
 // machine may add on top of them.
@@ -123,15 +124,6 @@ function createStandIns() {
       }
     },
   };
-}
-
-async function errorOf(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail");
 }
 
 async function timed<T>(call: Promise<T>): Promise<{ result: T; elapsedMs: number }> {

@@ -7,15 +7,7 @@ import { startTestShop } from "../../test/support/shop.ts";
 import type { TestShop } from "../../test/support/shop.ts";
 import { users } from "./index.ts";
 import { hashPassword, verifyPassword } from "./password.ts";
-
-async function codeOf(call: Promise<unknown>): Promise<Code> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err).code;
-  }
-  throw new Error("expected the call to fail");
-}
+import { codeOf } from "../../test/support/errors.ts";
 
 describe("password hashing", () => {
   it("stores scrypt with a fresh salt each time and verifies only the right password", async () => {

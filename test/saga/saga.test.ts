@@ -2,7 +2,7 @@
 // service running in one process as `make run` runs them.
 import { expect } from "chai";
 import { randomBytes } from "node:crypto";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { recentSpans } from "@shop/platform";
 import { catalog } from "@shop/catalog";
 import { inventory } from "@shop/inventory";
@@ -20,6 +20,7 @@ import { eventually, placeOrder, signUpShopper, watchToEnd } from "../support/pu
 import type { Shopper } from "../support/purchase.ts";
 import { startTestShop } from "../support/shop.ts";
 import type { TestShop } from "../support/shop.ts";
+import { errorOf } from "../support/errors.ts";
 
 function shopWith(provider: SimulatedProvider, payments: { timeoutMs?: number; threshold?: number } = {}) {
   return startTestShop([
@@ -31,15 +32,6 @@ function shopWith(provider: SimulatedProvider, payments: { timeoutMs?: number; t
     notifications,
     storefront,
   ]);
-}
-
-async function errorOf(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail");
 }
 
 describe("the order saga, end to end", () => {
