@@ -178,13 +178,31 @@ describe("make mesh: the shop as separate processes behind Envoy", function () {
 
   it("balances calls across both catalog replicas, each call served once", async function () {
     const catalog = mesh.state.instances.filter((i) => i.service === "catalog");
+    // make mesh waits until each service has a healthy replica; on a busy
+    // machine the second may pass its health checks a moment later. Balance
+    // is only defined once the edge sees both.
+    const edgeAdmin = mesh.state.edge.admin;
+    for (let tries = 0; ; tries++) {
+      const stats = await (await fetch(`http://127.0.0.1:${edgeAdmin}/stats?filter=^cluster\\.catalog\\.membership_healthy`)).text();
+      if (/membership_healthy: 2$/m.test(stats)) break;
+      if (tries >= 100) throw new Error(`the edge never saw both catalog replicas healthy: ${stats.trim()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const before = await Promise.all(catalog.map((i) => requestsServed(i.ports.app, "GetProduct")));
-    const calls = 40;
-    for (let n = 0; n < calls; n++) await grpc(CatalogService).getProduct({ sku: "latte-mug" });
-    const after = await Promise.all(catalog.map((i) => requestsServed(i.ports.app, "GetProduct")));
-    const served = after.map((count, i) => count - before[i]);
+    // A replica that just turned healthy reaches the edge's worker threads a
+    // moment after its stats say so: call in rounds of 20 until both replicas
+    // have served, bounded at 200 calls.
+    let calls = 0;
+    let served: number[] = [];
+    do {
+      for (let n = 0; n < 20; n++) await grpc(CatalogService).getProduct({ sku: "latte-mug" });
+      calls += 20;
+      const after = await Promise.all(catalog.map((i) => requestsServed(i.ports.app, "GetProduct")));
+      served = after.map((count, i) => count - before[i]);
+    } while (served.some((count) => count === 0) && calls < 200);
     expect(served.reduce((a, b) => a + b, 0)).to.equal(calls);
-    for (const [i, count] of served.entries()) expect(count, `${catalog[i].name} served ${count} of ${calls}`).to.be.greaterThan(0);
+    const edgeStats = (await (await fetch(`http://127.0.0.1:${edgeAdmin}/stats?filter=^cluster\\.catalog\\.(outlier|membership|health_check)`)).text()).trim();
+    for (const [i, count] of served.entries()) expect(count, `${catalog[i].name} served ${count} of ${calls}; the edge's view:\n${edgeStats}`).to.be.greaterThan(0);
   });
 
   it("keeps one trace from the edge through the orders sidecar to catalog", async function () {
