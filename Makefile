@@ -14,6 +14,9 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/tools/bin:$(PATH)
 GRPCURL_VERSION := v1.9.4
 ENVOY_VERSION := 1.40.0
 GHZ_VERSION := v0.93.0
+# The peer suites that judge the transport (see README "Conformance").
+CONFORMANCE_VERSION := v1.0.7
+H2SPEC_VERSION := v2.2.1
 GO_INSTALL := GOBIN=$(CURDIR)/tools/bin GOFLAGS=-mod=mod go install
 
 .PHONY: help
@@ -27,11 +30,25 @@ node_modules/.installed: package.json package-lock.json platform/package.json $(
 tools/bin/grpcurl:
 	$(GO_INSTALL) github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
+tools/bin/connectconformance:
+	$(GO_INSTALL) connectrpc.com/conformance/cmd/connectconformance@$(CONFORMANCE_VERSION)
+
+tools/bin/h2spec:
+	$(GO_INSTALL) github.com/summerwind/h2spec/cmd/h2spec@$(H2SPEC_VERSION)
+
+# grpc-go's interop client and the TestService descriptor writer, pinned by tools-src/grpc-interop/go.mod.
+tools/bin/grpc-interop-client: tools-src/grpc-interop/go.mod
+	cd tools-src/grpc-interop && GOFLAGS=-mod=mod go build -o $(CURDIR)/tools/bin/grpc-interop-client google.golang.org/grpc/interop/client
+	cd tools-src/grpc-interop && GOFLAGS=-mod=mod go build -o $(CURDIR)/tools/bin/grpc-interop-descriptors .
+
+.PHONY: suites
+suites: tools/bin/connectconformance tools/bin/h2spec tools/bin/grpc-interop-client ## The peer suites (connect conformance, h2spec, grpc-go interop client) into tools/bin
+
 tools/bin/ghz:
 	$(GO_INSTALL) github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
 .PHONY: install
-install: node_modules/.installed tools/bin/grpcurl envoy chart-tools ## Install npm packages (Node 24 included), the Go tools, helm and Envoy the tests use
+install: node_modules/.installed tools/bin/grpcurl suites envoy chart-tools ## Install npm packages (Node 24 included), the Go tools, helm and Envoy the tests use
 
 .PHONY: chart-tools
 chart-tools: node_modules/.installed ## helm (v3.22.0, pinned in test/helm/tools.ts) and tools-src/kubevalidate into tools/bin

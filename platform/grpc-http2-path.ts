@@ -4,16 +4,36 @@
 // because the default connect-node server costs 3-4x on unary gRPC (see
 // BENCHMARKS.md); everything above framing lives in rpc-pipeline.ts.
 //
-// Errors before the first message leave as Trailers-Only (one HEADERS frame
-// with END_STREAM carrying grpc-status), which is what Envoy's retry_on and
-// gRPC outlier detection can read.
+// What it guarantees, whatever the client does:
+// - No write can throw into the process: every respond, write, end, trailer
+//   and reset goes through `open()` (stream not closed or destroyed, session
+//   still there) and a try/catch; a defect that still surfaces is logged with
+//   a trace id and ends that stream only.
+// - An error answers Trailers-Only (one HEADERS frame with END_STREAM carrying
+//   grpc-status, which Envoy's retry_on and outlier detection read) unless the
+//   handler set response headers or sent a message; then headers, then
+//   trailers. Trailers the handler set travel with the status either way.
+// - Once the status is out, a request side still open is closed with
+//   RST_STREAM(NO_ERROR), as gRPC servers do; the handler never makes the
+//   stream reset with CANCEL by leaving its request stream unread.
+// - A unary or server-streaming request must arrive whole within the call's
+//   deadline, or within requestBodyTimeoutMs when it has none.
+// - Every refusal before the handler (framing, decoding, size, compression,
+//   content type, unknown method, limits) is counted and logged (rate-limited).
+import { gunzipSync, gzipSync } from "node:zlib";
+import { randomBytes } from "node:crypto";
+import { constants as h2 } from "node:http2";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from "node:http2";
-import { create, fromBinary, isMessage, toBinary } from "@bufbuild/protobuf";
-import type { DescMessage, DescMethod, DescService, Message } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJsonString, isMessage, toBinary, toJsonString } from "@bufbuild/protobuf";
+import type { DescMessage, DescMethod, DescService, Message, Registry } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import type { HandlerContext } from "@connectrpc/connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { contractOf } from "./contract.ts";
 import { peerKey, rawHeadersKey } from "./rpc-pipeline.ts";
+import type { RefusalReason } from "./telemetry/metrics.ts";
+import { clip } from "./telemetry/refusals.ts";
+import type { RefusalReporter } from "./telemetry/refusals.ts";
 
 export interface GrpcRoute {
   readonly service: DescService;
@@ -23,61 +43,171 @@ export interface GrpcRoute {
 
 export interface GrpcPathOptions {
   lookup(path: string): GrpcRoute | undefined;
-  /** Largest request message accepted, in bytes. Larger ones answer RESOURCE_EXHAUSTED. */
+  /** Largest request message accepted, in bytes, after decompression. Larger ones answer RESOURCE_EXHAUSTED. */
   maxMessageBytes: number;
+  /** How long a unary or server-streaming request may take to arrive when the call has no deadline. */
+  requestBodyTimeoutMs: number;
+  /** Resolves google.protobuf.Any (and extensions) for application/grpc+json. */
+  jsonRegistry?: Registry;
+  refusals: RefusalReporter;
+  /** A defect of the transport itself (never a client's doing): logged, and only that stream ends. */
+  onDefect(err: unknown, fields: { path: string; trace_id: string }): void;
 }
 
 const FRAME_HEADER = 5;
+/** grpc-message is client-visible and may echo client input: bounded. */
+const MAX_STATUS_MESSAGE = 1024;
+/** Responses smaller than this go uncompressed even when the client accepts gzip. */
+const COMPRESS_MIN_BYTES = 1024;
+const ACCEPT_ENCODING = "gzip,identity";
+
+interface Codec {
+  readonly contentType: string;
+  parse(schema: DescMessage, bytes: Uint8Array): Message;
+  serialize(schema: DescMessage, message: Message): Uint8Array;
+}
+
+const protoCodec = (contentType: string): Codec => ({
+  contentType,
+  parse: (schema, bytes) => fromBinary(schema, bytes),
+  serialize: (schema, message) => toBinary(schema, message),
+});
+
+function jsonCodec(registry: Registry | undefined): Codec {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  const encoder = new TextEncoder();
+  return {
+    contentType: "application/grpc+json",
+    parse: (schema, bytes) => fromJsonString(schema, decoder.decode(bytes), { registry }),
+    serialize: (schema, message) => encoder.encode(toJsonString(schema, message, { registry })),
+  };
+}
 
 export function isGrpcRequest(headers: IncomingHttpHeaders): boolean {
   const type = headers["content-type"];
-  // application/grpc, application/grpc+proto; never application/grpc-web.
+  // application/grpc, application/grpc+proto, application/grpc+json; never application/grpc-web.
   return type !== undefined && type.startsWith("application/grpc") && !type.startsWith("application/grpc-web");
+}
+
+/** The stream can still be written: not closed or destroyed, its session still there. */
+function open(stream: ServerHttp2Stream): boolean {
+  const session = stream.session;
+  return !stream.destroyed && !stream.closed && session !== undefined && !session.destroyed;
 }
 
 export function createGrpcStreamHandler(options: GrpcPathOptions) {
   const { maxMessageBytes } = options;
+  const codecs = new Map<string, Codec>([
+    ["application/grpc", protoCodec("application/grpc")],
+    ["application/grpc+proto", protoCodec("application/grpc+proto")],
+    ["application/grpc+json", jsonCodec(options.jsonRegistry)],
+  ]);
+
+  const refuse = (stream: ServerHttp2Stream, path: string, reason: RefusalReason, error: ConnectError, extra?: OutgoingHttpHeaders) => {
+    options.refusals.report(reason, { path: clip(path), peer: peerOf(stream), code: Code[error.code] }, clip(error.rawMessage));
+    sendError(stream, error, undefined, undefined, extra);
+  };
 
   return function handleGrpcStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     const path = headers[":path"] ?? "";
-    const route = options.lookup(path);
-    if (!route) {
-      sendError(stream, new ConnectError(`unknown method ${path}`, Code.Unimplemented));
-      stream.resume();
+    // A client that resets or drops the stream must never surface as an
+    // uncaught error; the call learns of it through its signal.
+    stream.on("error", noop);
+    try {
+      serve(stream, headers, path);
+    } catch (err) {
+      defect(stream, headers, path, err);
+    }
+  };
+
+  function defect(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: string, err: unknown): void {
+    const trace_id = traceIdOf(headers);
+    options.onDefect(err, { path: clip(path), trace_id });
+    if (!sendError(stream, new ConnectError(`internal error (trace ${trace_id})`, Code.Internal)) && open(stream)) {
+      try {
+        stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+      } catch {
+        // The stream is gone already.
+      }
+    }
+  }
+
+  function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: string): void {
+    if (headers[":method"] !== "POST") {
+      options.refusals.report("protocol", { path: clip(path), peer: peerOf(stream), method: clip(String(headers[":method"])) }, "gRPC requires POST");
+      respondHttp(stream, 405, { allow: "POST" });
       return;
     }
-    const type = headers["content-type"] ?? "";
-    if (type !== "application/grpc" && type !== "application/grpc+proto") {
-      sendError(stream, new ConnectError(`unsupported content-type ${type}`, Code.Internal));
-      stream.resume();
+    const type = (headers["content-type"] ?? "").split(";")[0].trim().toLowerCase();
+    const codec = codecs.get(type);
+    if (!codec) {
+      options.refusals.report("content_type", { path: clip(path), peer: peerOf(stream) }, `unsupported content-type ${clip(type)}`);
+      respondHttp(stream, 415, { "grpc-status": String(Code.Internal), "grpc-message": encodeURIComponent(`unsupported content-type ${clip(type, 80)}`) });
+      return;
+    }
+    const route = options.lookup(path);
+    if (!route) {
+      refuse(stream, path, "unknown_method", new ConnectError(`unknown method ${clip(path)}`, Code.Unimplemented));
+      return;
+    }
+    const encoding = asString(headers["grpc-encoding"]) ?? "identity";
+    if (encoding !== "identity" && encoding !== "gzip") {
+      refuse(stream, path, "compression", new ConnectError(`unknown compression "${clip(encoding, 40)}": supported encodings are ${ACCEPT_ENCODING}`, Code.Unimplemented));
       return;
     }
     const timeout = parseTimeout(asString(headers["grpc-timeout"]), Number.MAX_SAFE_INTEGER);
     if (timeout.error) {
-      sendError(stream, timeout.error);
-      stream.resume();
+      refuse(stream, path, "protocol", new ConnectError(clip(timeout.error.rawMessage), timeout.error.code));
       return;
     }
+    const responseGzip = accepts(asString(headers["grpc-accept-encoding"]), "gzip");
     const call = createCallContext(stream, route, path, timeout.timeoutMs, headers, peerOf(stream));
-    const ctx = call.ctx;
-
+    const wire: Wire = { stream, codec, responseGzip, gunzip: encoding === "gzip", maxMessageBytes };
     const kind = route.method.methodKind;
+    const fail = (err: unknown) => defect(stream, headers, path, err);
     if (kind === "unary" || kind === "server_streaming") {
-      readSingleMessage(stream, route.method.input, maxMessageBytes, (err, message) => {
-        if (err) return sendError(stream, err);
-        if (kind === "unary") void runUnary(stream, route, message!, call);
-        else void runServerStream(stream, route, message!, call);
+      // The body must arrive within the deadline the call will run under.
+      const deadlineMs = timeout.timeoutMs ?? contractOf(route.method).deadlineMs ?? options.requestBodyTimeoutMs;
+      readSingleMessage(wire, route.method.input, deadlineMs, (err, reason, message) => {
+        if (err) {
+          if (reason) options.refusals.report(reason, { path: clip(path), peer: call.peer, code: Code[err.code] }, clip(err.rawMessage));
+          sendError(stream, err);
+          return;
+        }
+        const run = kind === "unary" ? runUnary(wire, route, message!, call) : runServerStream(wire, route, message!, call);
+        run.catch(fail);
       });
       return;
     }
-    const requests = readMessages(stream, route.method.input, maxMessageBytes);
-    if (kind === "client_streaming") void runUnary(stream, route, requests, call);
-    else void runServerStream(stream, route, requests, call);
-  };
+    const requests = readMessages(wire, route.method.input, (reason, err) => {
+      options.refusals.report(reason, { path: clip(path), peer: call.peer, code: Code[err.code] }, clip(err.rawMessage));
+    });
+    const run = kind === "client_streaming" ? runUnary(wire, route, requests, call) : runServerStream(wire, route, requests, call);
+    run.catch(fail);
+  }
+}
+
+function noop(): void {}
+
+/** setTimeout fires at once for delays past 2^31-1 ms: clamp (about 24 days is "never" here). */
+function timerDelay(ms: number): number {
+  return Math.min(Math.max(0, ms), 2 ** 31 - 1);
+}
+
+/** What the framing of one stream needs: its codec and its compression. */
+interface Wire {
+  readonly stream: ServerHttp2Stream;
+  readonly codec: Codec;
+  /** The client accepts gzip responses. */
+  readonly responseGzip: boolean;
+  /** The request's messages may be gzip-compressed (grpc-encoding: gzip). */
+  readonly gunzip: boolean;
+  readonly maxMessageBytes: number;
 }
 
 interface CallContext {
   readonly ctx: HandlerContext;
+  readonly peer: string;
   /** The response headers and trailers the handler set, if it set any. */
   header(): Headers | undefined;
   trailer(): Headers | undefined;
@@ -111,8 +241,8 @@ function createCallContext(
     if (!finished) abort?.abort(new ConnectError(reason, Code.Canceled));
   };
   // A client that gives up (its deadline passed, or it cancelled) resets the
-  // stream; node:http2 reports that as an error on the stream, which must not
-  // take the process down. The handler learns of it through its signal.
+  // stream; node:http2 reports that as an error on the stream. The handler
+  // learns of it through its signal.
   stream.on("error", (err: Error) => gone(err.message.includes("NGHTTP2_CANCEL") ? "stream cancelled by the client" : "stream reset by the client"));
   // The signal, its deadline timer and its close listener exist only for
   // handlers that ask for them; most unary handlers never do.
@@ -124,7 +254,7 @@ function createCallContext(
       if (deadlineAt !== undefined && !finished) {
         timer = setTimeout(() => {
           if (!finished) controller.abort(new ConnectError("the call's deadline passed", Code.DeadlineExceeded));
-        }, Math.max(0, deadlineAt - Date.now()));
+        }, timerDelay(deadlineAt - Date.now()));
       }
     }
     return abort.signal;
@@ -152,6 +282,7 @@ function createCallContext(
   };
   return {
     ctx,
+    peer,
     header: () => responseHeader,
     trailer: () => responseTrailer,
     finish() {
@@ -161,32 +292,36 @@ function createCallContext(
   };
 }
 
-async function runUnary(stream: ServerHttp2Stream, route: GrpcRoute, input: unknown, call: CallContext): Promise<void> {
-  let output: Message;
+async function runUnary(wire: Wire, route: GrpcRoute, input: unknown, call: CallContext): Promise<void> {
+  const { stream } = wire;
+  let body: Buffer;
   try {
-    output = toMessage(route.method.output, await route.impl(input, call.ctx));
+    const output = toMessage(route.method.output, await route.impl(input, call.ctx));
+    body = encodeMessage(wire, route.method.output, output);
   } catch (err) {
     call.finish();
-    return sendError(stream, asConnectError(err), call.header());
+    sendError(stream, asConnectError(err), call.header(), call.trailer(), undefined, wire.codec.contentType);
+    return;
   }
   call.finish();
-  if (stream.destroyed) return;
-  stream.respond(responseHeaders(call.header()), { waitForTrailers: true });
-  stream.once("wantTrailers", () => stream.sendTrailers(okTrailers(call.trailer())));
-  stream.end(frame(toBinary(route.method.output, output)));
+  if (!open(stream)) return;
+  stream.respond(responseHeaders(call.header(), wire), { waitForTrailers: true });
+  stream.once("wantTrailers", () => sendTrailers(stream, okTrailers(call.trailer())));
+  stream.end(body);
 }
 
-async function runServerStream(stream: ServerHttp2Stream, route: GrpcRoute, input: unknown, call: CallContext): Promise<void> {
+async function runServerStream(wire: Wire, route: GrpcRoute, input: unknown, call: CallContext): Promise<void> {
+  const { stream } = wire;
   let headersSent = false;
   let failure: ConnectError | undefined;
   try {
     for await (const item of route.impl(input, call.ctx) as AsyncIterable<unknown>) {
-      if (stream.destroyed) return;
+      if (!open(stream)) return;
+      const bytes = encodeMessage(wire, route.method.output, toMessage(route.method.output, item));
       if (!headersSent) {
-        stream.respond(responseHeaders(call.header()), { waitForTrailers: true });
+        stream.respond(responseHeaders(call.header(), wire), { waitForTrailers: true });
         headersSent = true;
       }
-      const bytes = frame(toBinary(route.method.output, toMessage(route.method.output, item)));
       if (!stream.write(bytes)) await waitForDrain(stream);
     }
   } catch (err) {
@@ -194,12 +329,15 @@ async function runServerStream(stream: ServerHttp2Stream, route: GrpcRoute, inpu
   } finally {
     call.finish();
   }
-  if (stream.destroyed) return;
-  if (!headersSent) {
-    // Nothing sent yet: a clean end or an error both go out as Trailers-Only.
-    return sendError(stream, failure, call.header(), call.trailer());
+  if (!open(stream)) return;
+  const header = call.header();
+  if (!headersSent && (header === undefined || isEmpty(header))) {
+    // Nothing sent and no headers set: a clean end or an error both go out as Trailers-Only.
+    sendError(stream, failure, undefined, call.trailer(), undefined, wire.codec.contentType);
+    return;
   }
-  stream.once("wantTrailers", () => stream.sendTrailers(failure ? toOutgoing(setTrailerStatus(call.trailer() ?? new Headers(), failure)) : okTrailers(call.trailer())));
+  if (!headersSent) stream.respond(responseHeaders(header, wire), { waitForTrailers: true });
+  stream.once("wantTrailers", () => sendTrailers(stream, failure ? statusTrailers(failure, call.trailer()) : okTrailers(call.trailer())));
   stream.end();
 }
 
@@ -209,18 +347,105 @@ function okTrailers(trailer: Headers | undefined): OutgoingHttpHeaders {
   return out;
 }
 
-function sendError(stream: ServerHttp2Stream, error: ConnectError | undefined, header?: Headers, trailer?: Headers): void {
-  if (stream.destroyed || stream.headersSent) return;
-  const status = setTrailerStatus(new Headers(trailer), error);
-  const out = responseHeaders(header);
-  for (const [k, v] of status) out[k] = v;
-  stream.respond(out, { endStream: true });
+function statusTrailers(error: ConnectError, trailer: Headers | undefined): OutgoingHttpHeaders {
+  return toOutgoing(setTrailerStatus(new Headers(trailer), bounded(error)));
 }
 
-function responseHeaders(header: Headers | undefined): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = { ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity" };
+/** Trailers, then the unread request side (if any) closed with NO_ERROR. */
+function sendTrailers(stream: ServerHttp2Stream, trailers: OutgoingHttpHeaders): void {
+  if (!open(stream)) return;
+  try {
+    stream.sendTrailers(trailers);
+  } catch {
+    return;
+  }
+  closeUnread(stream);
+}
+
+/**
+ * The error as a status. Trailers-Only when the handler set no response
+ * headers; otherwise the headers it set, then the status in trailers (a
+ * handler's headers never fold into a Trailers-Only block). False when the
+ * stream could not take it (gone, or headers already out).
+ */
+function sendError(
+  stream: ServerHttp2Stream,
+  error: ConnectError | undefined,
+  header?: Headers,
+  trailer?: Headers,
+  extra?: OutgoingHttpHeaders,
+  contentType = "application/grpc",
+): boolean {
+  if (!open(stream) || stream.headersSent) return false;
+  try {
+    const status = error ? statusTrailers(error, trailer) : okTrailers(trailer);
+    if (header !== undefined && !isEmpty(header)) {
+      const out: OutgoingHttpHeaders = { ":status": 200, "content-type": contentType, "grpc-accept-encoding": ACCEPT_ENCODING };
+      for (const [k, v] of header) out[k] = v;
+      stream.respond(out, { waitForTrailers: true });
+      stream.once("wantTrailers", () => sendTrailers(stream, status));
+      stream.end();
+      return true;
+    }
+    const out: OutgoingHttpHeaders = { ":status": 200, "content-type": contentType, "grpc-accept-encoding": ACCEPT_ENCODING, ...extra, ...status };
+    stream.respond(out, { endStream: true });
+  } catch {
+    return false;
+  }
+  closeUnread(stream);
+  return true;
+}
+
+/** A plain HTTP answer (405, 415) for a request that is not gRPC enough to get a status. */
+function respondHttp(stream: ServerHttp2Stream, status: number, headers: OutgoingHttpHeaders): void {
+  if (!open(stream) || stream.headersSent) return;
+  try {
+    stream.respond({ ":status": status, ...headers }, { endStream: true });
+  } catch {
+    return;
+  }
+  closeUnread(stream);
+}
+
+/**
+ * After the answer is out, a request side the client has not finished is
+ * closed with RST_STREAM(NO_ERROR): the client keeps the status it already
+ * has, and the stream stops holding a slot.
+ */
+function closeUnread(stream: ServerHttp2Stream): void {
+  if (!open(stream)) return;
+  const state = stream.state as { remoteClose?: number } | undefined;
+  if (state?.remoteClose) return;
+  try {
+    stream.close(h2.NGHTTP2_NO_ERROR);
+  } catch {
+    // The stream went away on its own.
+  }
+}
+
+function bounded(error: ConnectError): ConnectError {
+  if (error.rawMessage.length <= MAX_STATUS_MESSAGE) return error;
+  const out = new ConnectError(clip(error.rawMessage, MAX_STATUS_MESSAGE), error.code);
+  out.details.push(...error.details);
+  return out;
+}
+
+function isEmpty(headers: Headers): boolean {
+  for (const _ of headers.keys()) return false;
+  return true;
+}
+
+function responseHeaders(header: Headers | undefined, wire: Wire): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = { ":status": 200, "content-type": wire.codec.contentType, "grpc-accept-encoding": ACCEPT_ENCODING };
+  if (wire.responseGzip) out["grpc-encoding"] = "gzip";
   if (header) for (const [k, v] of header) out[k] = v;
   return out;
+}
+
+function accepts(list: string | null, encoding: string): boolean {
+  if (list === null) return false;
+  for (const item of list.split(",")) if (item.trim() === encoding) return true;
+  return false;
 }
 
 function toOutgoing(headers: Headers): OutgoingHttpHeaders {
@@ -237,10 +462,16 @@ function peerOf(stream: ServerHttp2Stream): string {
   let peer = peers.get(session);
   if (peer === undefined) {
     const socket = session.socket;
-    peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    peer = socket ? `${socket.remoteAddress}:${socket.remotePort}` : "";
     peers.set(session, peer);
   }
   return peer;
+}
+
+function traceIdOf(headers: IncomingHttpHeaders): string {
+  const parent = asString(headers.traceparent);
+  const match = parent === null ? null : /^[0-9a-f]{2}-([0-9a-f]{32})-/.exec(parent);
+  return match ? match[1] : randomBytes(16).toString("hex");
 }
 
 function toHeaders(headers: IncomingHttpHeaders): Headers {
@@ -258,9 +489,16 @@ function asString(value: string | string[] | undefined): string | null {
   return value === undefined ? null : Array.isArray(value) ? value[0] : value;
 }
 
-function frame(body: Uint8Array): Buffer {
+/** One response message, enveloped; gzip when the client accepts it and the message is large enough to gain. */
+function encodeMessage(wire: Wire, schema: DescMessage, message: Message): Buffer {
+  let body = wire.codec.serialize(schema, message);
+  let flags = 0;
+  if (wire.responseGzip && body.length >= COMPRESS_MIN_BYTES) {
+    body = gzipSync(body);
+    flags = 1;
+  }
   const out = Buffer.allocUnsafe(FRAME_HEADER + body.length);
-  out[0] = 0;
+  out[0] = flags;
   out.writeUInt32BE(body.length, 1);
   out.set(body, FRAME_HEADER);
   return out;
@@ -286,76 +524,154 @@ function waitForDrain(stream: ServerHttp2Stream): Promise<void> {
   });
 }
 
-/** Parses one enveloped message, checking the flag byte and size. */
-function decodeEnvelope(schema: DescMessage, buf: Buffer, offset: number, maxMessageBytes: number): { message?: Message; error?: ConnectError; next: number } {
-  const flags = buf[offset];
-  const length = buf.readUInt32BE(offset + 1);
-  if (length > maxMessageBytes) {
-    return { error: new ConnectError(`request message of ${length} bytes exceeds the limit of ${maxMessageBytes}`, Code.ResourceExhausted), next: offset };
+class Refusal extends ConnectError {
+  readonly reason: RefusalReason;
+  constructor(reason: RefusalReason, message: string, code: Code) {
+    super(message, code);
+    this.reason = reason;
   }
+}
+
+/** Chunks in, whole envelopes out; refuses an oversized message from its declared length, before buffering it. */
+class Deframer {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private readonly maxMessageBytes: number;
+
+  constructor(maxMessageBytes: number) {
+    this.maxMessageBytes = maxMessageBytes;
+  }
+
+  get buffered(): number {
+    return this.size;
+  }
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+  }
+
+  /** The declared length of the next envelope once its header is in (throws when over the limit). */
+  declared(): number | undefined {
+    if (this.size < FRAME_HEADER) return undefined;
+    if (this.chunks[0].length < FRAME_HEADER) this.chunks = [Buffer.concat(this.chunks)];
+    const length = this.chunks[0].readUInt32BE(1);
+    if (length > this.maxMessageBytes) {
+      throw new Refusal("size", `request message of ${length} bytes exceeds the limit of ${this.maxMessageBytes}`, Code.ResourceExhausted);
+    }
+    return length;
+  }
+
+  /** The next whole envelope, or undefined until one has arrived. */
+  next(): { flags: number; data: Buffer } | undefined {
+    const length = this.declared();
+    if (length === undefined) return undefined;
+    const head = this.chunks[0];
+    const total = FRAME_HEADER + length;
+    if (this.size < total) return undefined;
+    const all = head.length >= total ? head : Buffer.concat(this.chunks);
+    const flags = all[0];
+    const data = all.subarray(FRAME_HEADER, total);
+    const rest = all.subarray(total);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.size = rest.length;
+    return { flags, data };
+  }
+}
+
+/** Decompresses (bounded) and decodes one envelope's payload. */
+function decodeMessage(wire: Wire, schema: DescMessage, flags: number, data: Buffer): Message {
+  let bytes: Buffer = data;
   if (flags & 1) {
-    return { error: new ConnectError("compressed request messages are not supported (grpc-accept-encoding: identity)", Code.Unimplemented), next: offset };
+    if (!wire.gunzip) {
+      throw new Refusal("compression", "protocol error: received a compressed message without grpc-encoding", Code.Internal);
+    }
+    try {
+      bytes = gunzipSync(data, { maxOutputLength: wire.maxMessageBytes });
+    } catch (err) {
+      if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
+        throw new Refusal("size", `decompressed request message exceeds the limit of ${wire.maxMessageBytes} bytes`, Code.ResourceExhausted);
+      }
+      throw new Refusal("compression", "request message is not valid gzip", Code.InvalidArgument);
+    }
   }
-  if (buf.length < offset + FRAME_HEADER + length) return { next: offset };
-  const start = offset + FRAME_HEADER;
   try {
-    return { message: fromBinary(schema, buf.subarray(start, start + length)), next: start + length };
+    return wire.codec.parse(schema, bytes);
   } catch {
-    return { error: new ConnectError(`malformed request message: cannot decode ${schema.typeName}`, Code.InvalidArgument), next: offset };
+    throw new Refusal("decoding", `malformed request message: cannot decode ${schema.typeName}`, Code.InvalidArgument);
   }
 }
 
 function readSingleMessage(
-  stream: ServerHttp2Stream,
+  wire: Wire,
   schema: DescMessage,
-  maxMessageBytes: number,
-  done: (err: ConnectError | undefined, message?: Message) => void,
+  withinMs: number,
+  done: (err: ConnectError | undefined, reason?: RefusalReason, message?: Message) => void,
 ): void {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let checked = false;
-  let failed = false;
-  stream.on("data", (chunk: Buffer) => {
-    if (failed) return;
-    size += chunk.length;
-    chunks.push(chunk);
-    if (!checked && size >= FRAME_HEADER) {
-      // Refuse an oversized message from its declared length, before buffering it.
-      checked = true;
-      const head = chunks.length === 1 ? chunk : Buffer.concat(chunks);
-      const length = head.readUInt32BE(1);
-      if (length > maxMessageBytes) {
-        failed = true;
-        chunks.length = 0;
-        done(new ConnectError(`request message of ${length} bytes exceeds the limit of ${maxMessageBytes}`, Code.ResourceExhausted));
-      }
+  const { stream } = wire;
+  const deframer = new Deframer(wire.maxMessageBytes);
+  let settled = false;
+  const settle = (err: ConnectError | undefined, reason?: RefusalReason, message?: Message) => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    stream.off("data", onData);
+    if (err) stream.resume();
+    done(err, reason, message);
+  };
+  const timer = setTimeout(
+    () => settle(new ConnectError(`the request did not arrive whole within ${Math.round(withinMs)} ms`, Code.DeadlineExceeded), "limit"),
+    timerDelay(withinMs),
+  );
+  const onData = (chunk: Buffer) => {
+    deframer.push(chunk);
+    try {
+      // Checks the declared length as soon as the envelope header is in.
+      deframer.declared();
+    } catch (err) {
+      const refusal = err as Refusal;
+      settle(refusal, refusal.reason);
     }
-  });
+  };
+  stream.on("data", onData);
+  // The client went away first: nothing to answer, nothing refused.
+  stream.once("close", () => settle(new ConnectError("stream closed before the request arrived", Code.Canceled)));
   stream.once("end", () => {
-    if (failed) return;
-    const buf = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-    if (buf.length < FRAME_HEADER) return done(new ConnectError("request has no message", Code.InvalidArgument));
-    const { message, error, next } = decodeEnvelope(schema, buf, 0, maxMessageBytes);
-    if (error) return done(error);
-    if (!message) return done(new ConnectError("request message is truncated", Code.InvalidArgument));
-    if (next !== buf.length) return done(new ConnectError("unary request carries more than one message", Code.Unimplemented));
-    done(undefined, message);
+    if (settled) return;
+    try {
+      const envelope = deframer.next();
+      if (!envelope) {
+        if (deframer.buffered === 0) return settle(new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented), "framing");
+        return settle(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument), "framing");
+      }
+      if (deframer.buffered > 0) return settle(new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented), "framing");
+      settle(undefined, undefined, decodeMessage(wire, schema, envelope.flags, envelope.data));
+    } catch (err) {
+      const refusal = err as Refusal;
+      settle(refusal, refusal.reason);
+    }
   });
 }
 
-async function* readMessages(stream: ServerHttp2Stream, schema: DescMessage, maxMessageBytes: number): AsyncGenerator<Message> {
-  let buf: Buffer = Buffer.alloc(0);
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-    let offset = 0;
-    while (buf.length - offset >= FRAME_HEADER) {
-      const { message, error, next } = decodeEnvelope(schema, buf, offset, maxMessageBytes);
-      if (error) throw error;
-      if (!message) break;
-      offset = next;
-      yield message;
+/**
+ * The request messages of a client-streaming or bidi call. Leaving the loop
+ * early does not destroy the stream (that would reset it with CANCEL and
+ * lose the status): the transport closes the unread side once the status is out.
+ */
+async function* readMessages(wire: Wire, schema: DescMessage, refused: (reason: RefusalReason, err: ConnectError) => void): AsyncGenerator<Message> {
+  const deframer = new Deframer(wire.maxMessageBytes);
+  try {
+    for await (const chunk of wire.stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+      deframer.push(chunk);
+      for (let envelope = deframer.next(); envelope; envelope = deframer.next()) {
+        yield decodeMessage(wire, schema, envelope.flags, envelope.data);
+      }
     }
-    buf = buf.subarray(offset);
+    if (deframer.buffered > 0) throw new Refusal("framing", "protocol error: incomplete envelope", Code.InvalidArgument);
+  } catch (err) {
+    if (err instanceof Refusal) refused(err.reason, err);
+    if (err instanceof ConnectError) throw err;
+    // The stream failed under the reader: the client reset it or went away.
+    throw new ConnectError("request stream reset by the client", Code.Canceled);
   }
-  if (buf.length > 0) throw new ConnectError("request stream ended inside a message", Code.InvalidArgument);
 }

@@ -4,6 +4,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/health/v1/health_pb.js";
+import { clip } from "./telemetry/refusals.ts";
 
 export { Status as ServingStatus };
 
@@ -35,7 +36,7 @@ export function createHealthRegistry(): HealthRegistry {
     impl: {
       check(req) {
         const status = statuses.get(req.service);
-        if (status === undefined) throw new ConnectError(`unknown service ${req.service}`, Code.NotFound);
+        if (status === undefined) throw new ConnectError(`unknown service ${clip(req.service)}`, Code.NotFound);
         return { status };
       },
       list() {

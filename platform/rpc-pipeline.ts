@@ -292,7 +292,7 @@ function untilDrain<T>(pending: Promise<T>, draining: AbortSignal | undefined): 
 /** pending, or DEADLINE_EXCEEDED at deadlineAt; handlers may also answer synchronously. */
 function withDeadline<T>(pending: Promise<T> | T, deadlineAt: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new ConnectError("deadline exceeded", Code.DeadlineExceeded)), Math.max(0, deadlineAt - Date.now()));
+    const timer = setTimeout(() => reject(new ConnectError("deadline exceeded", Code.DeadlineExceeded)), Math.min(Math.max(0, deadlineAt - Date.now()), 2 ** 31 - 1));
     Promise.resolve(pending).then(
       (value) => {
         clearTimeout(timer);

@@ -6,12 +6,14 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import type { ServerHttp2Session } from "node:http2";
 import type { Socket } from "node:net";
-import type { DescService } from "@bufbuild/protobuf";
+import type { DescService, Registry } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import { createTokenAuthority } from "./auth.ts";
+import { connectionLimitsFromEnv, guardSession, http2Settings, limitHttp1, sniffProtocol } from "./connection-limits.ts";
+import type { ConnectionLimits } from "./connection-limits.ts";
 import type { TokenAuthority } from "./auth.ts";
 import { createGrpcStreamHandler, isGrpcRequest } from "./grpc-http2-path.ts";
 import type { GrpcRoute } from "./grpc-http2-path.ts";
@@ -25,6 +27,7 @@ import { createLogger } from "./telemetry/logger.ts";
 import type { Logger } from "./telemetry/logger.ts";
 import { createRpcMetrics } from "./telemetry/metrics.ts";
 import type { RpcMetrics } from "./telemetry/metrics.ts";
+import { createRefusalReporter } from "./telemetry/refusals.ts";
 import { installTracing } from "./telemetry/tracing.ts";
 
 type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
@@ -41,8 +44,12 @@ export interface ServerOptions {
   logger?: Logger;
   tokens?: TokenAuthority;
   metrics?: RpcMetrics;
-  /** Largest request message, in bytes. Default 4 MiB, as in gRPC's own servers. */
+  /** Largest request message, in bytes (after decompression). Default MAX_MESSAGE_BYTES, then 4 MiB, as in gRPC's own servers. */
   maxMessageBytes?: number;
+  /** Bounds on connections and streams; each defaults to its environment variable, then a safe value (README "Limits"). */
+  limits?: Partial<ConnectionLimits>;
+  /** Types the JSON codecs resolve google.protobuf.Any and extensions with (Connect JSON and application/grpc+json). */
+  jsonRegistry?: Registry;
   /** How long a drain waits for in-flight calls before closing anyway. Default DRAIN_TIMEOUT_MS, then 10000. */
   drainTimeoutMs?: number;
   /** Serve server reflection. Default true. */
@@ -74,7 +81,9 @@ export function createServer(options: ServerOptions = {}): ShopServer {
   const metrics = options.metrics ?? createRpcMetrics();
   const health = createHealthRegistry();
   const lifecycle = createLifecycle();
-  const maxMessageBytes = options.maxMessageBytes ?? 4 * 1024 * 1024;
+  const maxMessageBytes = options.maxMessageBytes ?? Number(process.env.MAX_MESSAGE_BYTES ?? 4 * 1024 * 1024);
+  const limits = connectionLimitsFromEnv(options.limits);
+  const refusals = createRefusalReporter({ logger, metrics });
   const drainTimeoutMs = options.drainTimeoutMs ?? Number(process.env.DRAIN_TIMEOUT_MS ?? 10_000);
   const routes = new Map<string, GrpcRoute>();
   const registered: Array<{ service: DescService; impl: ServiceImpl<DescService> }> = [];
@@ -112,6 +121,7 @@ export function createServer(options: ServerOptions = {}): ShopServer {
           for (const r of registered) router.service(r.service, r.impl);
         },
         readMaxBytes: maxMessageBytes,
+        jsonOptions: options.jsonRegistry ? { registry: options.jsonRegistry } : undefined,
         contextValues: (req) => createContextValues().set(peerKey, `${req.socket.remoteAddress}:${req.socket.remotePort}`),
         fallback(req, res) {
           if (!handlePlainHttp(req, res)) {
@@ -120,8 +130,15 @@ export function createServer(options: ServerOptions = {}): ShopServer {
           }
         },
       });
-      const handleGrpc = createGrpcStreamHandler({ lookup: (p) => routes.get(p), maxMessageBytes });
-      const h2 = http2.createServer({}, connectHandler);
+      const handleGrpc = createGrpcStreamHandler({
+        lookup: (p) => routes.get(p),
+        maxMessageBytes,
+        requestBodyTimeoutMs: limits.requestBodyTimeoutMs,
+        jsonRegistry: options.jsonRegistry,
+        refusals,
+        onDefect: (err, fields) => logger.error({ err, ...fields }, "transport defect: stream ended"),
+      });
+      const h2 = http2.createServer(http2Settings(limits), connectHandler);
       // node:http2 creates the compatibility request/response pair for every
       // stream before emitting "request". gRPC streams are taken here, one
       // step earlier, so the hot path never pays for those objects.
@@ -136,18 +153,21 @@ export function createServer(options: ServerOptions = {}): ShopServer {
       h2.on("session", (session: ServerHttp2Session) => {
         sessions.add(session);
         session.once("close", () => sessions.delete(session));
+        guardSession(session, limits, refusals);
       });
-      const h1 = http.createServer(connectHandler);
+      h2.on("sessionError", () => undefined);
+      const h1 = http.createServer({ maxHeaderSize: limits.maxHeaderListBytes }, connectHandler);
+      limitHttp1(h1, limits);
       // Cleartext HTTP/2 (gRPC, grpcurl, Envoy) and HTTP/1.1 (browsers, curl)
       // share one port: the first bytes tell them apart, since every h2c
       // connection opens with the preface "PRI * HTTP/2.0".
       const s = net.createServer((socket) => {
         sockets.add(socket);
+        // A connection reset before a protocol owns the socket must not be an uncaught error.
+        socket.on("error", () => undefined);
         socket.once("close", () => sockets.delete(socket));
-        socket.once("data", (chunk: Buffer) => {
-          socket.pause();
-          socket.unshift(chunk);
-          if (chunk.length >= 3 && chunk.toString("latin1", 0, 3) === "PRI") {
+        sniffProtocol(socket, limits, refusals, (protocol) => {
+          if (protocol === "h2") {
             h2.emit("connection", socket);
           } else {
             h1.emit("connection", socket);

@@ -7,11 +7,21 @@ import * as http2 from "node:http2";
 import { createGrpcStreamHandler, isGrpcRequest } from "../../platform/grpc-http2-path.ts";
 import type { GrpcRoute } from "../../platform/grpc-http2-path.ts";
 import { createEchoService, EchoService } from "../../platform/testing/echo-service.ts";
+import { createLogger } from "../../platform/telemetry/logger.ts";
+import { createRpcMetrics } from "../../platform/telemetry/metrics.ts";
+import { createRefusalReporter } from "../../platform/telemetry/refusals.ts";
 
 const impl = createEchoService({ instance: "bench" });
 const method = EchoService.method.echo;
 const route: GrpcRoute = { service: EchoService, method, impl: (input, ctx) => impl.echo(input as never, ctx) };
-const handle = createGrpcStreamHandler({ lookup: (p) => (p === `/${EchoService.typeName}/${method.name}` ? route : undefined), maxMessageBytes: 4 * 1024 * 1024 });
+const logger = createLogger();
+const handle = createGrpcStreamHandler({
+  lookup: (p) => (p === `/${EchoService.typeName}/${method.name}` ? route : undefined),
+  maxMessageBytes: 4 * 1024 * 1024,
+  requestBodyTimeoutMs: 30_000,
+  refusals: createRefusalReporter({ logger, metrics: createRpcMetrics({ defaultMetrics: false }) }),
+  onDefect: (err, fields) => logger.error({ err, ...fields }, "transport defect"),
+});
 
 const server = http2.createServer();
 server.on("stream", (stream, headers) => {

@@ -9,7 +9,12 @@ export interface RpcMetrics {
   start(service: string, method: string): (code: string) => void;
   /** The same for an outgoing call made through a platform client. */
   startClient(service: string, method: string): (code: string) => void;
+  /** A request or connection refused by the transport before any handler ran. */
+  refused(reason: RefusalReason): void;
 }
+
+/** Why the transport refused something: the label of rpc_server_refused_total. */
+export type RefusalReason = "framing" | "decoding" | "size" | "compression" | "content_type" | "limit" | "unknown_method" | "protocol";
 
 export function createRpcMetrics(options: { defaultMetrics?: boolean } = {}): RpcMetrics {
   const registry = new Registry();
@@ -73,8 +78,21 @@ export function createRpcMetrics(options: { defaultMetrics?: boolean } = {}): Rp
     registers: [registry],
   });
 
+  const refusedTotal = new Counter({
+    name: "rpc_server_refused_total",
+    help: "Requests and connections the transport refused before any handler ran, by reason (framing, decoding, size, compression, content_type, limit, unknown_method, protocol).",
+    labelNames: ["reason"],
+    registers: [registry],
+  });
+  const refusedByReason = new Map<RefusalReason, ReturnType<typeof refusedTotal.labels>>();
+
   return {
     registry,
+    refused(reason) {
+      let child = refusedByReason.get(reason);
+      if (!child) refusedByReason.set(reason, (child = refusedTotal.labels(reason)));
+      child.inc();
+    },
     startClient(service, method) {
       const started = performance.now();
       return (code) => {
