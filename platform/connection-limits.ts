@@ -4,8 +4,9 @@
 // may hold and how large its headers may be. Each has a safe default and an
 // environment variable (README "Limits").
 import { constants as h2 } from "node:http2";
-import type { ServerHttp2Session } from "node:http2";
-import type { Server as HttpServer } from "node:http";
+import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from "node:http2";
+import { createServer } from "node:http";
+import type { RequestListener, Server as HttpServer } from "node:http";
 import type { Socket } from "node:net";
 import type { RefusalReporter } from "./telemetry/refusals.ts";
 
@@ -56,16 +57,62 @@ export function http2Settings(limits: ConnectionLimits) {
   };
 }
 
-/** Applies the HTTP/1.1 limits to a server that is fed connections, not listening itself. */
-export function limitHttp1(server: HttpServer, limits: ConnectionLimits): void {
-  server.headersTimeout = limits.headersTimeoutMs;
-  server.requestTimeout = Math.max(limits.requestBodyTimeoutMs, limits.headersTimeoutMs);
-  server.keepAliveTimeout = Math.min(limits.idleTimeoutMs, 5_000);
+/**
+ * The HTTP/1.1 server, with the limits applied. It is fed connections by the
+ * front socket server and never listens itself, so node's timer that checks
+ * header and request timeouts (started on "listening") is started by hand.
+ */
+export function createHttp1Server(limits: ConnectionLimits, handler: RequestListener): HttpServer {
+  const server = createServer(
+    {
+      maxHeaderSize: limits.maxHeaderListBytes,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: Math.max(limits.requestBodyTimeoutMs, limits.headersTimeoutMs),
+      keepAliveTimeout: Math.min(limits.idleTimeoutMs, 5_000),
+      connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+    },
+    handler,
+  );
   server.maxHeadersCount = 128;
-  // The header and request timeouts are checked by a timer node starts when
-  // the server starts listening; this one never listens (the front socket
-  // server hands it connections), so start that tracking the same way.
   server.emit("listening");
+  return server;
+}
+
+/** The size of a header list as SETTINGS_MAX_HEADER_LIST_SIZE counts it: name + value + 32 per field. */
+export function headerListBytes(headers: IncomingHttpHeaders): number {
+  let total = 0;
+  for (const name in headers) {
+    const value = headers[name];
+    if (Array.isArray(value)) for (const v of value) total += name.length + v.length + 32;
+    else if (value !== undefined) total += name.length + value.length + 32;
+  }
+  return total;
+}
+
+/**
+ * node:http2 advertises SETTINGS_MAX_HEADER_LIST_SIZE but does not enforce it
+ * on what it receives: a stream over it is answered 431 here, before any
+ * handler sees it. True when refused.
+ */
+export function refuseOversizedHeaders(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, limits: ConnectionLimits, refusals: RefusalReporter): boolean {
+  const size = headerListBytes(headers);
+  if (size <= limits.maxHeaderListBytes) return false;
+  stream.on("error", () => undefined);
+  const session = stream.session;
+  const peer = session?.socket ? `${session.socket.remoteAddress}:${session.socket.remotePort}` : "";
+  refusals.report("limit", { limit: "header_list_size", peer, bytes: size }, `request headers of ${size} bytes exceed the limit of ${limits.maxHeaderListBytes}`);
+  try {
+    if (!stream.destroyed && !stream.closed) {
+      stream.respond({ ":status": 431 }, { endStream: true });
+      // After this turn's frames: a reset submitted now would overtake the answer.
+      setImmediate(() => {
+        if (!stream.destroyed && !stream.closed) stream.close(h2.NGHTTP2_NO_ERROR);
+      });
+    }
+  } catch {
+    // The stream is gone already.
+  }
+  return true;
 }
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");

@@ -413,14 +413,21 @@ function respondHttp(stream: ServerHttp2Stream, status: number, headers: Outgoin
  * has, and the stream stops holding a slot.
  */
 function closeUnread(stream: ServerHttp2Stream): void {
-  if (!open(stream)) return;
-  const state = stream.state as { remoteClose?: number } | undefined;
-  if (state?.remoteClose) return;
-  try {
-    stream.close(h2.NGHTTP2_NO_ERROR);
-  } catch {
-    // The stream went away on its own.
-  }
+  // nghttp2 sends a submitted RST_STREAM ahead of trailers submitted in the
+  // same tick (the status would be lost): reset once this turn's frames are out.
+  if (remoteClosed(stream)) return;
+  setImmediate(() => {
+    if (!open(stream) || remoteClosed(stream)) return;
+    try {
+      stream.close(h2.NGHTTP2_NO_ERROR);
+    } catch {
+      // The stream went away on its own.
+    }
+  });
+}
+
+function remoteClosed(stream: ServerHttp2Stream): boolean {
+  return (stream.state as { remoteClose?: number } | undefined)?.remoteClose === 1;
 }
 
 function bounded(error: ConnectError): ConnectError {

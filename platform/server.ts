@@ -1,7 +1,6 @@
 // One call turns typed service implementations into a running server: gRPC
 // over h2c (the lean path), Connect and gRPC-Web (connect-node), health,
 // reflection, /metrics and /healthz, all on one port, with a graceful drain.
-import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import type { ServerHttp2Session } from "node:http2";
@@ -12,7 +11,7 @@ import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import { createTokenAuthority } from "./auth.ts";
-import { connectionLimitsFromEnv, guardSession, http2Settings, limitHttp1, sniffProtocol } from "./connection-limits.ts";
+import { connectionLimitsFromEnv, createHttp1Server, guardSession, http2Settings, refuseOversizedHeaders, sniffProtocol } from "./connection-limits.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
 import type { TokenAuthority } from "./auth.ts";
 import { createGrpcStreamHandler, isGrpcRequest } from "./grpc-http2-path.ts";
@@ -144,9 +143,13 @@ export function createServer(options: ServerOptions = {}): ShopServer {
       // step earlier, so the hot path never pays for those objects.
       const emit = h2.emit.bind(h2) as (event: string | symbol, ...args: unknown[]) => boolean;
       h2.emit = ((event: string | symbol, ...args: unknown[]) => {
-        if (event === "stream" && isGrpcRequest(args[1] as http2.IncomingHttpHeaders)) {
-          handleGrpc(args[0] as http2.ServerHttp2Stream, args[1] as http2.IncomingHttpHeaders);
-          return true;
+        if (event === "stream") {
+          const [stream, headers] = args as [http2.ServerHttp2Stream, http2.IncomingHttpHeaders];
+          if (refuseOversizedHeaders(stream, headers, limits, refusals)) return true;
+          if (isGrpcRequest(headers)) {
+            handleGrpc(stream, headers);
+            return true;
+          }
         }
         return emit(event, ...args);
       }) as typeof h2.emit;
@@ -156,8 +159,7 @@ export function createServer(options: ServerOptions = {}): ShopServer {
         guardSession(session, limits, refusals);
       });
       h2.on("sessionError", () => undefined);
-      const h1 = http.createServer({ maxHeaderSize: limits.maxHeaderListBytes }, connectHandler);
-      limitHttp1(h1, limits);
+      const h1 = createHttp1Server(limits, connectHandler);
       // Cleartext HTTP/2 (gRPC, grpcurl, Envoy) and HTTP/1.1 (browsers, curl)
       // share one port: the first bytes tell them apart, since every h2c
       // connection opens with the preface "PRI * HTTP/2.0".

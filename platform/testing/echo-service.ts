@@ -102,5 +102,23 @@ export function createEchoService(options: EchoOptions): ServiceImpl<typeof Echo
         yield { value: i };
       }
     },
+    async sum(requests) {
+      let sum = 0n;
+      let messages = 0;
+      for await (const req of requests) {
+        sum += req.value;
+        messages++;
+        // Leaves the loop, and the rest of the request stream, unread.
+        if (req.stopAbove > 0n && sum > req.stopAbove) break;
+      }
+      return { sum, messages };
+    },
+    async *chat(requests) {
+      let seq = 0;
+      for await (const req of requests) {
+        if (req.failCode !== 0) throw new ConnectError(`chat ended by request at message ${seq + 1}`, req.failCode as Code);
+        yield { text: req.text, seq: ++seq };
+      }
+    },
   };
 }

@@ -266,6 +266,94 @@ export declare type CountResponse = Message<"mesh.testing.v1.CountResponse"> & {
 export declare const CountResponseSchema: GenMessage<CountResponse>;
 
 /**
+ * @generated from message mesh.testing.v1.SumRequest
+ */
+export declare type SumRequest = Message<"mesh.testing.v1.SumRequest"> & {
+  /**
+   * @generated from field: int64 value = 1;
+   */
+  value: bigint;
+
+  /**
+   * When above zero: answer as soon as the sum exceeds it, unread messages left.
+   *
+   * @generated from field: int64 stop_above = 2;
+   */
+  stopAbove: bigint;
+};
+
+/**
+ * Describes the message mesh.testing.v1.SumRequest.
+ * Use `create(SumRequestSchema)` to create a new message.
+ */
+export declare const SumRequestSchema: GenMessage<SumRequest>;
+
+/**
+ * @generated from message mesh.testing.v1.SumResponse
+ */
+export declare type SumResponse = Message<"mesh.testing.v1.SumResponse"> & {
+  /**
+   * @generated from field: int64 sum = 1;
+   */
+  sum: bigint;
+
+  /**
+   * @generated from field: uint32 messages = 2;
+   */
+  messages: number;
+};
+
+/**
+ * Describes the message mesh.testing.v1.SumResponse.
+ * Use `create(SumResponseSchema)` to create a new message.
+ */
+export declare const SumResponseSchema: GenMessage<SumResponse>;
+
+/**
+ * @generated from message mesh.testing.v1.ChatRequest
+ */
+export declare type ChatRequest = Message<"mesh.testing.v1.ChatRequest"> & {
+  /**
+   * @generated from field: string text = 1;
+   */
+  text: string;
+
+  /**
+   * A gRPC code (1-16): the call ends with it at this message.
+   *
+   * @generated from field: uint32 fail_code = 2;
+   */
+  failCode: number;
+};
+
+/**
+ * Describes the message mesh.testing.v1.ChatRequest.
+ * Use `create(ChatRequestSchema)` to create a new message.
+ */
+export declare const ChatRequestSchema: GenMessage<ChatRequest>;
+
+/**
+ * @generated from message mesh.testing.v1.ChatResponse
+ */
+export declare type ChatResponse = Message<"mesh.testing.v1.ChatResponse"> & {
+  /**
+   * @generated from field: string text = 1;
+   */
+  text: string;
+
+  /**
+   * @generated from field: uint32 seq = 2;
+   */
+  seq: number;
+};
+
+/**
+ * Describes the message mesh.testing.v1.ChatResponse.
+ * Use `create(ChatResponseSchema)` to create a new message.
+ */
+export declare const ChatResponseSchema: GenMessage<ChatResponse>;
+
+/**
  * @generated from message mesh.testing.v1.RecordRequest
  */
 export declare type RecordRequest = Message<"mesh.testing.v1.RecordRequest"> & {
@@ -433,6 +521,29 @@ export declare const EchoService: GenService<{
     methodKind: "server_streaming";
     input: typeof CountRequestSchema;
     output: typeof CountResponseSchema;
+  },
+  /**
+   * Sums the values a client streams. With stop_above set, it stops reading
+   * as soon as the sum passes it and answers at once, leaving the rest of the
+   * request stream unread (what the transport must survive).
+   *
+   * @generated from rpc mesh.testing.v1.EchoService.Sum
+   */
+  sum: {
+    methodKind: "client_streaming";
+    input: typeof SumRequestSchema;
+    output: typeof SumResponseSchema;
+  },
+  /**
+   * Echoes each message as it comes, for as long as the client sends. A
+   * message with fail_code set ends the call with that code at once.
+   *
+   * @generated from rpc mesh.testing.v1.EchoService.Chat
+   */
+  chat: {
+    methodKind: "bidi_streaming";
+    input: typeof ChatRequestSchema;
+    output: typeof ChatResponseSchema;
   },
   /**
    * Records one side effect on the instance that answers, then answers.
