@@ -14,6 +14,7 @@ import { createTokenAuthority } from "./auth.ts";
 import { connectionLimitsFromEnv, createHttp1Server, guardSession, http2Settings, refuseOversizedHeaders, sniffProtocol } from "./connection-limits.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
 import type { TokenAuthority } from "./auth.ts";
+import { answerParseErrorsAsInvalidArgument } from "./connect-parse-errors.ts";
 import { createGrpcStreamHandler, isGrpcRequest } from "./grpc-http2-path.ts";
 import type { GrpcRoute } from "./grpc-http2-path.ts";
 import { createHealthRegistry, ServingStatus } from "./health.ts";
@@ -118,6 +119,7 @@ export function createServer(options: ServerOptions = {}): ShopServer {
         grpc: false,
         routes(router) {
           for (const r of registered) router.service(r.service, r.impl);
+          answerParseErrorsAsInvalidArgument(router, refusals);
         },
         readMaxBytes: maxMessageBytes,
         jsonOptions: options.jsonRegistry ? { registry: options.jsonRegistry } : undefined,

@@ -48,6 +48,19 @@ describe("bad input", function () {
     await expectStillServing();
   });
 
+  it("the same malformed bytes over Connect (application/proto) answer HTTP 400 invalid_argument, not 500 internal", async function () {
+    const res = await fetch(`${server.url}/mesh.testing.v1.EchoService/Echo`, {
+      method: "POST",
+      headers: { "content-type": "application/proto", "connect-protocol-version": "1" },
+      body: new Uint8Array([0xff, 0xff, 0xff]),
+    });
+    expect(res.status).to.equal(400);
+    const body = (await res.json()) as { code: string; message: string };
+    expect(body.code).to.equal("invalid_argument");
+    expect(body.message).to.include("mesh.testing.v1.EchoRequest");
+    await expectStillServing();
+  });
+
   it("a message over 4 MiB answers RESOURCE_EXHAUSTED over gRPC, then the server still serves", async function () {
     const big = createGrpcJsClient(server.address, { "grpc.max_send_message_length": 16 * 1024 * 1024 });
     try {
