@@ -106,6 +106,10 @@ test: install lint checkgenerate breaking typecheck ## The whole suite: lint, ge
 	mocha
 	SHOP_TEST_STORE=postgres SHOP_TEST_BUS=nats mocha --config test/mocharc-infra.json
 
+.PHONY: check
+check: node_modules/.installed lint typecheck ## The fast inner loop: buf lint, tsc, the platform's tests and the hostile-client suite (about a minute)
+	mocha --no-config --extension ts --timeout 60000 --exit 'platform/**/*.test.ts' 'test/hostile/transport.test.ts'
+
 .PHONY: infra-up
 infra-up: ## Local PostgreSQL (127.0.0.1:55432, a role and database per service) and nats-server -js (127.0.0.1:54222), data in ./.infra
 	infra/postgres.sh up
@@ -144,6 +148,10 @@ bench-saga: node_modules/.installed ## Orders per second through the whole saga,
 .PHONY: bench-orders
 bench-orders: node_modules/.installed tools/bin/ghz ## CreateOrder throughput under ghz, embedded runner (STORE=postgres for PostgreSQL, pool DATABASE_POOL_SIZE)
 	node bench/create-order.ts
+
+.PHONY: soak
+soak: node_modules/.installed ## A benchmark, not a test: SOAK_MINUTES (20) of mixed valid and hostile traffic against the embedded shop; RSS and crashes (BENCHMARKS.md)
+	node bench/soak.ts
 
 .PHONY: clean
 clean: ## Remove installed packages, tools and local data
