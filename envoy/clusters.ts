@@ -1,9 +1,39 @@
 // Envoy clusters: an upstream service as a caller sees it (every replica,
 // health-checked, load-balanced, with outlier detection and finite circuit
-// breakers), and an instance's own app as its sidecar sees it.
-import { APP_LIMITS, CALLER_LIMITS, duration, HEALTH_CHECK, OUTLIER, UPSTREAM } from "./policy.ts";
-import type { CallerLimits } from "./policy.ts";
+// breakers), and an instance's own app as its sidecar sees it. Each exists
+// once per budget its routes use (policy.ts): unary calls, streams of
+// signed-in callers and public streams never share a circuit breaker.
+import {
+  APP_LIMITS,
+  APP_PUBLIC_STREAM_LIMITS,
+  APP_STREAM_LIMITS,
+  BUDGETS,
+  CALLER_LIMITS,
+  duration,
+  HEALTH_CHECK,
+  OUTLIER,
+  PUBLIC_STREAM_LIMITS,
+  STREAM_LIMITS,
+  UPSTREAM,
+} from "./policy.ts";
+import type { Budget, CallerLimits, StreamLimits } from "./policy.ts";
 import type { YamlValue } from "./yaml.ts";
+
+/** The cluster of one upstream service for one budget: "orders", "orders-streams", "orders-public-streams". */
+export function upstreamClusterName(service: string, budget: Budget): string {
+  return budget === "calls" ? service : `${service}-${budget}`;
+}
+
+/** The instance's own app for one budget: "local_app", "local_app_streams", "local_app_public_streams". */
+export function localAppClusterName(budget: Budget): string {
+  return budget === "calls" ? "local_app" : `local_app_${budget.replaceAll("-", "_")}`;
+}
+
+/** The budgets routes use, in a fixed order, so clusters come out in the same order every time. */
+export function budgetsUsed(used: Iterable<Budget>): Budget[] {
+  const set = new Set(used);
+  return BUDGETS.filter((b) => set.has(b));
+}
 
 export interface Endpoint {
   readonly address: string;
@@ -11,7 +41,10 @@ export interface Endpoint {
 }
 
 export interface UpstreamClusterOptions {
+  /** The upstream service's cluster name for unary calls ("orders"); a stream budget's cluster adds its suffix. */
   name: string;
+  /** Default "calls". */
+  budget?: Budget;
   endpoints: readonly Endpoint[];
   /**
    * STATIC for loopback addresses; STRICT_DNS for a Kubernetes headless
@@ -21,8 +54,10 @@ export interface UpstreamClusterOptions {
   discovery: "STATIC" | "STRICT_DNS";
   /** The name Health/Check is asked about; "" is the whole server. */
   healthService: string;
-  /** Circuit-breaker limits. Default CALLER_LIMITS; the fault drills use smaller ones. */
+  /** Circuit-breaker limits of the calls budget. Default CALLER_LIMITS; the fault drills use smaller ones. */
   limits?: CallerLimits;
+  /** Circuit-breaker limits of a stream budget. Default STREAM_LIMITS or PUBLIC_STREAM_LIMITS. */
+  streamLimits?: StreamLimits;
 }
 
 /** Every upstream speaks gRPC (and Connect, gRPC-Web) over cleartext HTTP/2. */
@@ -50,10 +85,55 @@ function loadAssignment(name: string, endpoints: readonly Endpoint[]): YamlValue
   };
 }
 
-export function upstreamCluster(options: UpstreamClusterOptions): YamlValue {
-  const limits = options.limits ?? CALLER_LIMITS;
+/** Circuit breakers of a caller's calls budget: finite, with a retry budget. */
+function callThresholds(limits: CallerLimits): YamlValue {
   return {
-    name: options.name,
+    thresholds: [
+      {
+        priority: "DEFAULT",
+        max_connections: limits.maxConnections,
+        max_pending_requests: limits.maxPendingRequests,
+        max_requests: limits.maxRequests,
+        max_retries: limits.maxRetries,
+        retry_budget: {
+          budget_percent: { value: limits.retryBudgetPercent },
+          min_retry_concurrency: limits.minRetryConcurrency,
+        },
+        track_remaining: true,
+      },
+    ],
+  };
+}
+
+/**
+ * Circuit breakers without retries: a stream budget (a proxy never retries a
+ * stream, routes.ts), and every budget in front of the instance's own app
+ * (the inbound side never retries).
+ */
+function noRetryThresholds(limits: StreamLimits): YamlValue {
+  return {
+    thresholds: [
+      {
+        priority: "DEFAULT",
+        max_connections: limits.maxConnections,
+        max_pending_requests: limits.maxPendingRequests,
+        max_requests: limits.maxRequests,
+        max_retries: 0,
+        track_remaining: true,
+      },
+    ],
+  };
+}
+
+export function upstreamCluster(options: UpstreamClusterOptions): YamlValue {
+  const budget = options.budget ?? "calls";
+  const name = upstreamClusterName(options.name, budget);
+  const circuitBreakers =
+    budget === "calls"
+      ? callThresholds(options.limits ?? CALLER_LIMITS)
+      : noRetryThresholds(options.streamLimits ?? (budget === "streams" ? STREAM_LIMITS : PUBLIC_STREAM_LIMITS));
+  return {
+    name,
     type: options.discovery,
     // Cluster DNS is asked again every 5 s (Envoy's default) for the pods behind the name.
     dns_lookup_family: options.discovery === "STRICT_DNS" ? "V4_PREFERRED" : undefined,
@@ -62,7 +142,7 @@ export function upstreamCluster(options: UpstreamClusterOptions): YamlValue {
     // a slow replica gets less traffic without any configuration of weights.
     lb_policy: "LEAST_REQUEST",
     typed_extension_protocol_options: http2Options(),
-    load_assignment: loadAssignment(options.name, options.endpoints),
+    load_assignment: loadAssignment(name, options.endpoints),
     health_checks: [
       {
         timeout: duration(HEALTH_CHECK.timeoutMs),
@@ -97,46 +177,26 @@ export function upstreamCluster(options: UpstreamClusterOptions): YamlValue {
       successful_active_health_check_uneject_host: false,
       max_ejection_percent: OUTLIER.maxEjectionPercent,
     },
-    circuit_breakers: {
-      thresholds: [
-        {
-          priority: "DEFAULT",
-          max_connections: limits.maxConnections,
-          max_pending_requests: limits.maxPendingRequests,
-          max_requests: limits.maxRequests,
-          max_retries: limits.maxRetries,
-          retry_budget: {
-            budget_percent: { value: limits.retryBudgetPercent },
-            min_retry_concurrency: limits.minRetryConcurrency,
-          },
-          track_remaining: true,
-        },
-      ],
-    },
+    circuit_breakers: circuitBreakers,
   };
 }
 
-/** The instance's own app on loopback, as its sidecar's inbound listener reaches it. */
-export function localAppCluster(port: number): YamlValue {
+const APP_BUDGET_LIMITS: Record<Budget, StreamLimits> = {
+  calls: APP_LIMITS,
+  streams: APP_STREAM_LIMITS,
+  "public-streams": APP_PUBLIC_STREAM_LIMITS,
+};
+
+/** The instance's own app on loopback, as its sidecar's inbound listener reaches it, for one budget. */
+export function localAppCluster(port: number, budget: Budget = "calls"): YamlValue {
+  const name = localAppClusterName(budget);
   return {
-    name: "local_app",
+    name,
     type: "STATIC",
     connect_timeout: duration(UPSTREAM.connectTimeoutMs),
     typed_extension_protocol_options: http2Options(),
-    load_assignment: loadAssignment("local_app", [{ address: "127.0.0.1", port }]),
-    circuit_breakers: {
-      thresholds: [
-        {
-          priority: "DEFAULT",
-          max_connections: APP_LIMITS.maxConnections,
-          max_pending_requests: APP_LIMITS.maxPendingRequests,
-          max_requests: APP_LIMITS.maxRequests,
-          // The inbound side never retries.
-          max_retries: 0,
-          track_remaining: true,
-        },
-      ],
-    },
+    load_assignment: loadAssignment(name, [{ address: "127.0.0.1", port }]),
+    circuit_breakers: noRetryThresholds(APP_BUDGET_LIMITS[budget]),
   };
 }
 

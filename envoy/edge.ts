@@ -17,18 +17,31 @@
 //       merges (the operations console reads these);
 //     - the browser app (web/dist): `/`, `/index.html`, `/assets/*` and any
 //       other GET or HEAD that is not an RPC.
-// - Health and the per-instance admin services of one service, chosen with
-//   the x-shop-service header: one path cannot say which service it means.
+// - Health (Check, List) and the per-instance admin services of one service,
+//   chosen with the x-shop-service header: one path cannot say which service
+//   it means. Health/Watch is not offered here (UNIMPLEMENTED): it is a
+//   stream anyone may open without signing in, nothing outside needs it
+//   (Kubernetes probes and Envoy's health checks ask the sidecars, with
+//   Check), and through the edge it would watch one replica picked at random.
+// - Budgets (policy.ts): each service's unary calls, its streams of signed-in
+//   callers (WatchOrder: <service>-streams) and its public streams
+//   (<service>-public-streams; reflection: reflection-public-streams) are
+//   clusters of their own with their own circuit breakers, so no number of
+//   open streams fails a unary call; and one client connection holds at most
+//   EDGE_HTTP2.maxConcurrentStreams streams.
 import type { DescService } from "@bufbuild/protobuf";
 import type { Topology } from "@shop/platform";
-import { upstreamCluster } from "./clusters.ts";
+import { budgetsUsed, upstreamCluster, upstreamClusterName } from "./clusters.ts";
 import type { Endpoint } from "./clusters.ts";
 import { healthService, instanceAdminServices, methodContracts, reflectionServices } from "./contracts.ts";
 import { bootstrap, httpListener } from "./http.ts";
+import { budgetOf, EDGE_HTTP2 } from "./policy.ts";
+import type { Budget } from "./policy.ts";
 import type { TracingExport } from "./http.ts";
 import type { EdgePorts } from "./ports.ts";
 import { grpcStatusRoute, headerIs, methodRoute } from "./routes.ts";
 import type { Route } from "./routes.ts";
+import type { MethodContract } from "@shop/platform";
 import type { YamlValue } from "./yaml.ts";
 
 /** The header that names the service a health or admin call at the edge is for. */
@@ -111,28 +124,43 @@ export function edgeConfig(options: EdgeOptions): YamlValue {
   const servicesOf = (name: string) => descriptors.get(name) ?? [];
 
   const backend = edgeBackendCluster(options.reflection);
+  // The budgets each upstream's routes use: one cluster for each.
+  const budgets = new Map<string, Set<Budget>>();
+  const clusterFor = (upstream: string, c: MethodContract): string => {
+    const budget = budgetOf(c);
+    budgets.set(upstream, (budgets.get(upstream) ?? new Set<Budget>()).add(budget));
+    return upstreamClusterName(upstream, budget);
+  };
+  // The backend serves the browser app and the mesh-wide RPCs (unary) whatever the routes below use.
+  budgets.set(backend, new Set<Budget>(["calls"]));
+
   const routes: Route[] = [];
   for (const name of exposed) {
-    for (const c of methodContracts(servicesOf(name))) routes.push(methodRoute(c, { cluster: name, retries: true }));
+    for (const c of methodContracts(servicesOf(name))) routes.push(methodRoute(c, { cluster: clusterFor(name, c), retries: true }));
   }
   if (options.reflection) {
-    for (const c of methodContracts(reflectionServices)) routes.push(methodRoute(c, { cluster: backend, retries: false }));
+    for (const c of methodContracts(reflectionServices)) routes.push(methodRoute(c, { cluster: clusterFor(backend, c), retries: false }));
   } else {
     routes.push(grpcStatusRoute("reflection-off", "/grpc.reflection.", UNIMPLEMENTED, "server reflection is turned off at this edge"));
   }
+  const health = methodContracts([healthService]);
   for (const name of all) {
     const headers = [headerIs(SERVICE_HEADER, name)];
-    for (const c of methodContracts([healthService])) routes.push(methodRoute(c, { cluster: name, retries: false, headers }));
+    for (const c of health.filter((h) => !h.streaming)) routes.push(methodRoute(c, { cluster: clusterFor(name, c), retries: false, headers }));
     if (exposed.includes(name)) {
-      for (const c of methodContracts(instanceAdminServices)) routes.push(methodRoute(c, { cluster: name, retries: true, headers }));
+      for (const c of methodContracts(instanceAdminServices)) routes.push(methodRoute(c, { cluster: clusterFor(name, c), retries: true, headers }));
     }
   }
   // Without the header: the whole mesh, from the edge backend. One process, so no retries.
   const meshWide = [headerAbsent(SERVICE_HEADER)];
   for (const c of methodContracts(instanceAdminServices)) {
-    routes.push({ ...methodRoute(c, { cluster: backend, retries: false, headers: meshWide }), name: `mesh/${c.path.slice(1)}` });
+    routes.push({ ...methodRoute(c, { cluster: clusterFor(backend, c), retries: false, headers: meshWide }), name: `mesh/${c.path.slice(1)}` });
   }
   const needsHeader = `name the service with the ${SERVICE_HEADER} header (${all.join(", ")})`;
+  for (const c of health.filter((h) => h.streaming)) {
+    const check = `/${healthService.typeName}/Check`;
+    routes.push(grpcStatusRoute(`not-at-edge${c.path}`, c.path, UNIMPLEMENTED, `${c.path.slice(1)} is not offered at the edge: ask ${check.slice(1)} with the ${SERVICE_HEADER} header`, { exact: true }));
+  }
   routes.push(grpcStatusRoute("health-needs-service", `/${healthService.typeName}/`, INVALID_ARGUMENT, needsHeader));
   routes.push(grpcStatusRoute("admin-needs-service", "/mesh.v1.", INVALID_ARGUMENT, `${needsHeader}, or leave it out for the whole mesh`));
   routes.push(grpcStatusRoute("not-exposed", "/", UNIMPLEMENTED, `no such method at the edge: topology.json exposes ${exposed.join(", ")}`, { grpcOnly: true }));
@@ -151,15 +179,20 @@ export function edgeConfig(options: EdgeOptions): YamlValue {
     edge: true,
     responseHeadersToRemove: ["x-envoy-upstream-service-time"],
     filters: [{ name: "envoy.filters.http.cors", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors" } }],
+    http2: EDGE_HTTP2,
     virtualHostFilters: { "envoy.filters.http.cors": corsPolicy(options.webOrigins) },
     tracing: options.tracing,
   });
 
-  const clusters: YamlValue[] = all.map((name) =>
-    upstreamCluster({ name, endpoints: options.endpointsOf(name), discovery: options.discovery, healthService: servicesOf(name)[0]?.typeName ?? "" }),
+  const clusters: YamlValue[] = all.flatMap((name) =>
+    budgetsUsed(budgets.get(name) ?? []).map((budget) =>
+      upstreamCluster({ name, budget, endpoints: options.endpointsOf(name), discovery: options.discovery, healthService: servicesOf(name)[0]?.typeName ?? "" }),
+    ),
   );
   // Beside the edge on loopback, in Kubernetes a container of the edge's pod.
-  clusters.push(upstreamCluster({ name: backend, endpoints: [{ address: "127.0.0.1", port: options.ports.reflection }], discovery: "STATIC", healthService: "" }));
+  for (const budget of budgetsUsed(budgets.get(backend) ?? [])) {
+    clusters.push(upstreamCluster({ name: backend, budget, endpoints: [{ address: "127.0.0.1", port: options.ports.reflection }], discovery: "STATIC", healthService: "" }));
+  }
   clusters.push(...(options.extraClusters ?? []));
 
   return bootstrap({ node: "edge", cluster: "edge", adminPort: options.ports.admin, listeners: [listener], clusters });

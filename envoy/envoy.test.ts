@@ -5,6 +5,7 @@ import { expect } from "chai";
 import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { connect as http2Connect } from "node:http2";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,6 +16,7 @@ import { CatalogService } from "../gen/shop/catalog/v1/catalog_pb.js";
 import { PaymentService } from "../gen/shop/payments/v1/payments_pb.js";
 import { grpcurl } from "../test/support/grpcurl.ts";
 import { findEnvoy } from "./find-envoy.ts";
+import { EDGE_HTTP2 } from "./policy.ts";
 import { generateConfigs, generatedRoot, TARGETS } from "./generate.ts";
 import type { GeneratedConfig } from "./generate.ts";
 
@@ -144,6 +146,32 @@ describe("envoy configs with the real Envoy", function () {
       const err = await failure(client(Health).check({ service: "shop.catalog.v1.CatalogService" }));
       expect(err.code).to.equal(Code.InvalidArgument);
       expect(err.rawMessage).to.contain("x-shop-service");
+    });
+
+    it(`tells every client connection it may open at most ${EDGE_HTTP2.maxConcurrentStreams} streams at once`, async function () {
+      const session = http2Connect(`http://${address}`);
+      try {
+        const settings = await new Promise<Record<string, unknown>>((resolve, reject) => {
+          session.once("remoteSettings", resolve);
+          session.once("error", reject);
+        });
+        expect(settings.maxConcurrentStreams).to.equal(EDGE_HTTP2.maxConcurrentStreams);
+        expect(settings.initialWindowSize).to.equal(EDGE_HTTP2.initialStreamWindowSize);
+      } finally {
+        session.destroy();
+      }
+    });
+
+    it("answers Health/Watch itself with UNIMPLEMENTED, even when the service is named: no stream is opened upstream", async function () {
+      const watch = client(Health).watch({ service: "shop.orders.v1.OrderService" }, { headers: { "x-shop-service": "orders" } });
+      const err = await (async () => {
+        for await (const _ of watch) expect.fail("expected no message");
+      })().then(
+        () => expect.fail("expected the stream to fail"),
+        (e: unknown) => ConnectError.from(e),
+      );
+      expect(err.code).to.equal(Code.Unimplemented);
+      expect(err.rawMessage).to.match(/^grpc\.health\.v1\.Health\/Watch is not offered at the edge/);
     });
 
     it("fails fast with UNAVAILABLE when no replica of a service is healthy", async function () {

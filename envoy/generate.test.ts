@@ -5,11 +5,12 @@ import { expect } from "chai";
 import { join } from "node:path";
 import type { Topology } from "@shop/platform";
 import { contractOf, loadTopology } from "@shop/platform";
-import { loadServiceDescriptors } from "./contracts.ts";
+import { upstreamClusterName } from "./clusters.ts";
+import { healthService, instanceAdminServices, loadServiceDescriptors, methodContracts, reflectionServices } from "./contracts.ts";
 import { generateConfigs, generatedRoot, staleFiles, TARGETS } from "./generate.ts";
 import type { GeneratedConfig } from "./generate.ts";
 import { checkPortScheme, edgePorts, instancesOf } from "./ports.ts";
-import { CALLER_LIMITS, duration, RETRY } from "./policy.ts";
+import { APP_LIMITS, APP_PUBLIC_STREAM_LIMITS, APP_STREAM_LIMITS, budgetOf, CALLER_LIMITS, duration, EDGE_HTTP2, PUBLIC_STREAM_LIMITS, RETRY, STREAM_LIMITS } from "./policy.ts";
 
 // The generated configs are plain data; these views name the parts the assertions read.
 type Json = Record<string, any>;
@@ -112,17 +113,18 @@ describe("envoy/generate.ts", function () {
       }
     });
 
-    it("gives WatchOrder no route timeout but an idle timeout and a maximum stream duration, and no per-try timeout", function () {
-      for (const [config, name] of [
-        [byFile(local, "edge.yaml"), "edge"],
-        [byFile(local, "sidecar-orders-1.yaml"), "inbound"],
-        [byFile(local, "sidecar-storefront-0.yaml"), "outbound"],
+    it("gives WatchOrder no route timeout but an idle timeout and a maximum stream duration, a stream cluster and no retries", function () {
+      for (const [config, name, cluster] of [
+        [byFile(local, "edge.yaml"), "edge", "orders-streams"],
+        [byFile(local, "sidecar-orders-1.yaml"), "inbound", "local_app_streams"],
+        [byFile(local, "sidecar-storefront-0.yaml"), "outbound", "orders-streams"],
       ] as const) {
         const r = route(config, name, "/shop.orders.v1.OrderService/WatchOrder").route;
         expect(r.timeout).to.equal("0s");
         expect(r.idle_timeout).to.equal("60s");
         expect(r.max_stream_duration.max_stream_duration).to.equal("300s");
-        if (r.retry_policy) expect(r.retry_policy).to.not.have.property("per_try_timeout");
+        expect(r.cluster).to.equal(cluster);
+        expect(r).to.not.have.property("retry_policy");
       }
     });
 
@@ -144,7 +146,8 @@ describe("envoy/generate.ts", function () {
       const users = byFile(configs, "sidecar-users-0.yaml");
       expect(route(users, "outbound", "/mesh.testing.v1.EchoService/Fail").route).to.not.have.property("retry_policy");
       expect(route(users, "outbound", "/mesh.testing.v1.EchoService/Echo").route.retry_policy).to.be.an("object");
-      expect(route(users, "outbound", "/mesh.testing.v1.EchoService/Count").route).to.include({ timeout: "0s" });
+      expect(route(users, "outbound", "/mesh.testing.v1.EchoService/Count").route).to.include({ timeout: "0s", cluster: "echo-public-streams" });
+      expect(route(users, "outbound", "/mesh.testing.v1.EchoService/Count").route).to.not.have.property("retry_policy");
       expect(route(byFile(configs, "edge.yaml"), "edge", "/mesh.testing.v1.EchoService/Fail").route).to.not.have.property("retry_policy");
     });
   });
@@ -159,25 +162,30 @@ describe("envoy/generate.ts", function () {
         const last = out[out.length - 1];
         expect(last.match).to.deep.equal({ prefix: "/" });
         expect(last.response_headers_to_add.map((h: Json) => h.header)).to.deep.include({ key: "grpc-status", value: "7" });
-        expect(clusters(config).map((c) => c.name)).to.deep.equal(["local_app", "catalog"]);
+        expect(clusters(config).map((c) => c.name)).to.deep.equal(["local_app", "local_app_streams", "local_app_public_streams", "catalog"]);
       }
     });
 
-    it("gives storefront routes to exactly users, orders, catalog and inventory", function () {
+    it("gives storefront routes to exactly users, orders, catalog and inventory (WatchOrder to orders' stream budget)", function () {
       const out = routes(byFile(local, "sidecar-storefront-0.yaml"), "outbound").filter((r) => r.route);
-      expect(new Set(out.map((r) => r.route.cluster))).to.deep.equal(new Set(["users", "orders", "catalog", "inventory"]));
+      expect(new Set(out.map((r) => r.route.cluster))).to.deep.equal(new Set(["users", "orders", "orders-streams", "catalog", "inventory"]));
     });
 
     it("sends an instance's inbound calls to its own app on loopback, at the port of its replica", function () {
       const catalog1 = byFile(local, "sidecar-catalog-1.yaml");
       const app = clusters(catalog1).find((c) => c.name === "local_app")!;
       expect(app.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address).to.deep.equal({ address: "127.0.0.1", port_value: 7202 });
-      expect(new Set(routes(catalog1, "inbound").map((r) => r.route.cluster))).to.deep.equal(new Set(["local_app"]));
+      expect(new Set(routes(catalog1, "inbound").map((r) => r.route.cluster))).to.deep.equal(new Set(["local_app", "local_app_public_streams"]));
+      for (const c of clusters(catalog1).filter((x) => x.name.startsWith("local_app"))) {
+        expect(c.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address, c.name).to.deep.equal({ address: "127.0.0.1", port_value: 7202 });
+      }
     });
   });
 
   describe("upstream clusters", function () {
-    const upstreams = (configs: GeneratedConfig[]) => configs.flatMap((c) => clusters(c).filter((x) => x.name !== "local_app").map((x) => ({ file: c.file, cluster: x })));
+    const upstreams = (configs: GeneratedConfig[]) => configs.flatMap((c) => clusters(c).filter((x) => !x.name.startsWith("local_app")).map((x) => ({ file: c.file, cluster: x })));
+    /** "orders-streams" → "orders". */
+    const serviceOf = (cluster: string) => cluster.replace(/-(public-)?streams$/, "");
 
     it("balance by least requests over HTTP/2, with active gRPC health checks naming the service, outlier detection and finite circuit breakers", async function () {
       const descriptors = await loadServiceDescriptors(topology);
@@ -187,12 +195,25 @@ describe("envoy/generate.ts", function () {
         const what = `${file} ${cluster.name}`;
         expect(cluster.lb_policy, what).to.equal("LEAST_REQUEST");
         expect(cluster.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].explicit_http_config, what).to.have.property("http2_protocol_options");
-        const expectedName = cluster.name === "reflection" ? "" : descriptors.get(cluster.name)![0].typeName;
+        const service = serviceOf(cluster.name);
+        const expectedName = service === "reflection" ? "" : descriptors.get(service)![0].typeName;
         expect(cluster.health_checks[0].grpc_health_check, what).to.deep.equal({ service_name: expectedName });
         expect(cluster.outlier_detection, what).to.include({ consecutive_5xx: 5, consecutive_gateway_failure: 3, max_ejection_percent: 50 });
         const limits = cluster.circuit_breakers.thresholds[0];
-        expect(limits, what).to.include({ max_requests: CALLER_LIMITS.maxRequests, max_pending_requests: CALLER_LIMITS.maxPendingRequests, max_connections: CALLER_LIMITS.maxConnections });
-        expect(limits.retry_budget, what).to.deep.equal({ budget_percent: { value: CALLER_LIMITS.retryBudgetPercent }, min_retry_concurrency: CALLER_LIMITS.minRetryConcurrency });
+        if (service === cluster.name) {
+          expect(limits, what).to.include({ max_requests: CALLER_LIMITS.maxRequests, max_pending_requests: CALLER_LIMITS.maxPendingRequests, max_connections: CALLER_LIMITS.maxConnections });
+          expect(limits.retry_budget, what).to.deep.equal({ budget_percent: { value: CALLER_LIMITS.retryBudgetPercent }, min_retry_concurrency: CALLER_LIMITS.minRetryConcurrency });
+        } else {
+          const expected = cluster.name.endsWith("-public-streams") ? PUBLIC_STREAM_LIMITS : STREAM_LIMITS;
+          expect(limits, what).to.deep.equal({
+            priority: "DEFAULT",
+            max_connections: expected.maxConnections,
+            max_pending_requests: expected.maxPendingRequests,
+            max_requests: expected.maxRequests,
+            max_retries: 0,
+            track_remaining: true,
+          });
+        }
       }
     });
 
@@ -220,22 +241,24 @@ describe("envoy/generate.ts", function () {
       const descriptors = await loadServiceDescriptors(topology);
       for (const service of topology.edge!.exposes) {
         for (const method of descriptors.get(service)!.flatMap((s) => s.methods)) {
-          expect(route(edge, "edge", contractOf(method).path).route.cluster).to.equal(service);
+          expect(route(edge, "edge", contractOf(method).path).route.cluster).to.equal(upstreamClusterName(service, budgetOf(contractOf(method))));
         }
       }
       const payments = routes(edge, "edge").filter((r) => r.route?.cluster === "payments");
-      expect(payments.map((r) => r.match.path)).to.have.members(["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch", "/grpc.health.v1.Health/List"]);
+      expect(payments.map((r) => r.match.path)).to.have.members(["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/List"]);
       expect(payments[0].match.headers).to.deep.equal([{ name: "x-shop-service", string_match: { exact: "payments" } }]);
     });
 
     it("routes reflection to the reflection backend, or answers UNIMPLEMENTED when it is switched off", async function () {
       const on = byFile(local, "edge.yaml");
-      expect(route(on, "edge", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo").route.cluster).to.equal("reflection");
+      // A stream anyone may open: reflection's own budget, apart from the browser app and the mesh-wide RPCs.
+      expect(route(on, "edge", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo").route.cluster).to.equal("reflection-public-streams");
+      expect(clusters(on).map((c) => c.name)).to.include.members(["reflection", "reflection-public-streams"]);
       const off = byFile(await generateConfigs({ target: "local", reflection: false }), "edge.yaml");
       expect(routes(off, "edge").find((r) => r.match.path?.startsWith("/grpc.reflection."))).to.equal(undefined);
       const refuse = routes(off, "edge").find((r) => r.name === "reflection-off")!;
       expect(refuse.response_headers_to_add.map((h: Json) => h.header)).to.deep.include({ key: "grpc-status", value: "12" });
-      expect(clusters(off).map((c) => c.name)).to.not.include("reflection");
+      expect(clusters(off).map((c) => c.name)).to.not.include("reflection").and.not.include("reflection-public-streams");
     });
 
     it("allows CORS from the configured web origins only, and passes gRPC-Web and Connect through to the services", async function () {
@@ -262,6 +285,89 @@ describe("envoy/generate.ts", function () {
     it("keeps admin endpoints on loopback, in both targets", function () {
       for (const config of [...local, ...kubernetes]) {
         expect((config.config as Json).admin.address.socket_address.address, config.file).to.equal("127.0.0.1");
+      }
+    });
+  });
+
+  describe("budgets: streams never share a circuit breaker with unary calls", function () {
+    const proxies = () =>
+      [...local, ...kubernetes].flatMap((config) => (config.kind === "edge" ? ["edge"] : ["inbound", "outbound"]).map((name) => ({ config, name })));
+
+    it("sends every method, at every proxy, to the cluster of its budget: unary, signed-in streams, public streams", async function () {
+      const descriptors = await loadServiceDescriptors(topology);
+      const every = [...[...descriptors.values()].flat(), healthService, ...instanceAdminServices, ...reflectionServices];
+      const contracts = new Map(methodContracts(every).map((c) => [c.path, c]));
+      const seen = new Set<string>();
+      for (const { config, name } of proxies()) {
+        const byBudget = new Map<string, Set<string>>();
+        for (const r of routes(config, name).filter((x) => x.route && x.match.path)) {
+          const contract = contracts.get(r.match.path);
+          if (!contract) continue;
+          const budget = budgetOf(contract);
+          seen.add(budget);
+          const cluster: string = r.route.cluster;
+          const what = `${config.file} ${name} ${r.name} → ${cluster}`;
+          if (budget === "calls") expect(cluster, what).to.not.match(/streams$/);
+          if (budget === "streams") expect(cluster, what).to.match(/(-|_)streams$/).and.not.match(/public/);
+          if (budget === "public-streams") expect(cluster, what).to.match(/(-|_)public_?-?streams$/);
+          if (budget !== "calls") expect(r.route, what).to.not.have.property("retry_policy");
+          byBudget.set(cluster, (byBudget.get(cluster) ?? new Set()).add(budget));
+        }
+        for (const [cluster, budgets] of byBudget) expect([...budgets], `${config.file} ${name}: budgets sharing ${cluster}`).to.have.length(1);
+      }
+      expect([...seen].sort()).to.deep.equal(["calls", "public-streams", "streams"]);
+    });
+
+    it("gives each stream cluster the endpoints and health checks of its service's unary cluster, and no retries", function () {
+      let checked = 0;
+      for (const config of [...local, ...kubernetes]) {
+        const all = clusters(config);
+        for (const c of all.filter((x) => /-(public-)?streams$/.test(x.name))) {
+          const unary = all.find((x) => x.name === c.name.replace(/-(public-)?streams$/, ""))!;
+          const what = `${config.file} ${c.name}`;
+          expect(c.load_assignment.endpoints, what).to.deep.equal(unary.load_assignment.endpoints);
+          expect(c.health_checks, what).to.deep.equal(unary.health_checks);
+          expect(c.outlier_detection, what).to.deep.equal(unary.outlier_detection);
+          expect(c.circuit_breakers.thresholds[0], what).to.include({ max_retries: 0 }).and.not.have.property("retry_budget");
+          checked++;
+        }
+      }
+      // orders-streams and reflection-public-streams at each edge, orders-streams at each storefront sidecar.
+      expect(checked).to.equal(6);
+    });
+
+    it("puts the inbound side's streams in front of the app on budgets of their own", function () {
+      const orders = byFile(local, "sidecar-orders-0.yaml");
+      const limits = Object.fromEntries(clusters(orders).filter((c) => c.name.startsWith("local_app")).map((c) => [c.name, c.circuit_breakers.thresholds[0].max_requests]));
+      expect(limits).to.deep.equal({ local_app: APP_LIMITS.maxRequests, local_app_streams: APP_STREAM_LIMITS.maxRequests, local_app_public_streams: APP_PUBLIC_STREAM_LIMITS.maxRequests });
+      expect(route(orders, "inbound", "/grpc.health.v1.Health/Watch").route.cluster).to.equal("local_app_public_streams");
+      expect(route(orders, "inbound", "/grpc.health.v1.Health/Check").route.cluster).to.equal("local_app");
+    });
+
+    it("bounds the streams one client connection holds at the edge, and only there", function () {
+      for (const config of [...local, ...kubernetes]) {
+        for (const name of config.kind === "edge" ? ["edge"] : ["inbound", "outbound"]) {
+          const h2 = hcm(config, name).http2_protocol_options;
+          if (config.kind === "edge") {
+            expect(h2, config.file).to.deep.equal({
+              max_concurrent_streams: EDGE_HTTP2.maxConcurrentStreams,
+              initial_stream_window_size: EDGE_HTTP2.initialStreamWindowSize,
+              initial_connection_window_size: EDGE_HTTP2.initialConnectionWindowSize,
+            });
+          } else expect(h2, `${config.file} ${name}`).to.equal(undefined);
+        }
+      }
+    });
+
+    it("answers Health/Watch at the edge itself with UNIMPLEMENTED, whatever x-shop-service says", function () {
+      for (const edge of [byFile(local, "edge.yaml"), byFile(kubernetes, "edge.yaml")]) {
+        const watch = routes(edge, "edge").filter((r) => r.match.path === "/grpc.health.v1.Health/Watch");
+        expect(watch.map((r) => r.name)).to.deep.equal(["not-at-edge/grpc.health.v1.Health/Watch"]);
+        expect(watch[0].match).to.not.have.property("headers");
+        expect(watch[0].response_headers_to_add.map((h: Json) => h.header)).to.deep.include({ key: "grpc-status", value: "12" });
+        // Nothing under the health prefix reaches an upstream but Check and List.
+        const upstream = routes(edge, "edge").filter((r) => r.route && (r.match.path ?? r.match.prefix ?? "").startsWith("/grpc.health.v1.Health/"));
+        expect(new Set(upstream.map((r) => r.match.path))).to.deep.equal(new Set(["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/List"]));
       }
     });
   });

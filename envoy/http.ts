@@ -31,6 +31,8 @@ export interface ListenerOptions {
   responseHeadersToRemove?: readonly string[];
   /** Filters before the gRPC stats and the router (the edge's CORS filter). */
   filters?: readonly YamlValue[];
+  /** HTTP/2 limits for the listener's clients (the edge's: policy.ts EDGE_HTTP2). Default Envoy's. */
+  http2?: { readonly maxConcurrentStreams: number; readonly initialStreamWindowSize: number; readonly initialConnectionWindowSize: number };
   tracing?: TracingExport;
 }
 
@@ -153,6 +155,13 @@ export function httpListener(options: ListenerOptions): YamlValue {
     merge_slashes: options.edge ? true : undefined,
     request_headers_timeout: options.edge ? duration(10_000) : undefined,
     common_http_protocol_options: options.edge ? { headers_with_underscores_action: "REJECT_REQUEST" } : undefined,
+    http2_protocol_options: options.http2
+      ? {
+          max_concurrent_streams: options.http2.maxConcurrentStreams,
+          initial_stream_window_size: options.http2.initialStreamWindowSize,
+          initial_connection_window_size: options.http2.initialConnectionWindowSize,
+        }
+      : undefined,
     tracing: options.tracing ? tracingConfig(options.proxy, options.tracing) : undefined,
     access_log: accessLog(options),
     route_config: {

@@ -1,6 +1,7 @@
 // The resilience numbers every generated config shares. Per-method numbers
 // (deadline, whether a retry is safe) come from the contracts; these are the
 // mesh-wide ones, in one place so a drill or a benchmark changes them once.
+import type { MethodContract } from "@shop/platform";
 
 /** gRPC conditions an idempotent or read-only call is retried on, besides connection-level failures. */
 export const RETRY_ON = [
@@ -86,11 +87,98 @@ export const CALLER_LIMITS = {
   minRetryConcurrency: 32,
 } as const satisfies CallerLimits;
 
-/** Circuit breakers in front of an instance's own app (its sidecar's inbound side). */
+/** Circuit breakers in front of an instance's own app (its sidecar's inbound side), for its unary calls. */
 export const APP_LIMITS = {
   maxConnections: 16,
   maxPendingRequests: 128,
   maxRequests: 512,
+} as const;
+
+// ---------------------------------------------------------------- budgets
+//
+// Envoy's max_requests counts open streams: a WatchOrder stream holds its
+// slot for as long as it lasts (up to its 300 s deadline), a unary call for
+// milliseconds. On one cluster, 256 open streams used up the budget and every
+// unary call of that service failed with UNAVAILABLE "overflow". So every
+// proxy splits each upstream into budgets, each a cluster of its own (same
+// endpoints, health checks and outlier detection; its own connection pool
+// and circuit breakers):
+//
+//   calls           unary methods                            <service>         local_app
+//   streams         streaming methods a caller must sign in  <service>-streams local_app_streams
+//                   for (audience user or service: WatchOrder)
+//   public streams  streaming methods anyone may open        <service>-public-streams
+//                   (audience public: Health/Watch,          local_app_public_streams
+//                   reflection, EchoService/Count)
+//
+// No number of streams can then fail a unary call, and no unauthenticated
+// caller can use up what a signed-in user's stream needs. Past a stream
+// budget a new stream fails at once with UNAVAILABLE; open ones are untouched.
+
+/** Which budget a method's calls count against: see above. */
+export type Budget = "calls" | "streams" | "public-streams";
+export const BUDGETS: readonly Budget[] = ["calls", "streams", "public-streams"];
+
+/** A unary method is a call; a server, client or bidi stream is a stream, public when its contract lets anyone call it. */
+export function budgetOf(contract: MethodContract): Budget {
+  if (!contract.streaming) return "calls";
+  return contract.audience === "public" ? "public-streams" : "streams";
+}
+
+/** The circuit-breaker limits of a stream budget. Streams are never retried, so there is no retry budget. */
+export interface StreamLimits {
+  readonly maxConnections: number;
+  readonly maxPendingRequests: number;
+  /** Streams open at once to the whole service (all its replicas) from this proxy. */
+  readonly maxRequests: number;
+}
+
+/**
+ * Streams of signed-in callers, per upstream service, at each caller's proxy
+ * (the edge, an outbound listener). A stream costs its replica little while
+ * idle (WatchOrder re-reads its order once a second), so the budget is four
+ * times the unary one: 1,024 order watches per edge.
+ */
+export const STREAM_LIMITS = {
+  maxConnections: 64,
+  maxPendingRequests: 64,
+  maxRequests: 1024,
+} as const satisfies StreamLimits;
+
+/** Streams anyone may open without signing in, per upstream service, at each caller's proxy. */
+export const PUBLIC_STREAM_LIMITS = {
+  maxConnections: 16,
+  maxPendingRequests: 64,
+  maxRequests: 256,
+} as const satisfies StreamLimits;
+
+/** Streams of signed-in callers in front of an instance's own app: as many as one caller's proxy may send to the whole service. */
+export const APP_STREAM_LIMITS = {
+  maxConnections: 16,
+  maxPendingRequests: 128,
+  maxRequests: 1024,
+} as const satisfies StreamLimits;
+
+/** Public streams in front of an instance's own app (Health/Watch from inside the mesh). */
+export const APP_PUBLIC_STREAM_LIMITS = {
+  maxConnections: 4,
+  maxPendingRequests: 64,
+  maxRequests: 256,
+} as const satisfies StreamLimits;
+
+/**
+ * HTTP/2 settings of the edge's listener, for clients outside the mesh.
+ * max_concurrent_streams bounds what one connection can hold (Envoy's
+ * default is 2^31 - 1); a client that wants more opens more connections, each
+ * counted against max_active_downstream_connections. The flow-control
+ * windows bound what a client may send before the edge reads it, and so what
+ * the edge buffers for one stream and one connection (Envoy's defaults are
+ * 256 MiB each); 64 KiB and 1 MiB are the values Envoy's edge guide gives.
+ */
+export const EDGE_HTTP2 = {
+  maxConcurrentStreams: 100,
+  initialStreamWindowSize: 65_536,
+  initialConnectionWindowSize: 1_048_576,
 } as const;
 
 /** Active gRPC health checks (grpc.health.v1.Health/Check with the service's name). */

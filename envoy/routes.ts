@@ -1,8 +1,10 @@
 // One Envoy route per gRPC method, from its contract: the path is exact (a
 // Connect GET's query string does not take part in matching), the timeout is
-// the method's deadline, and a retry policy exists only for methods the
+// the method's deadline, and a retry policy exists only for unary methods the
 // contract marks NO_SIDE_EFFECTS or IDEMPOTENT. Streams get no route timeout
-// (Envoy's default of 15 s would cut them) but an idle and a total bound.
+// (Envoy's default of 15 s would cut them) but an idle and a total bound, and
+// are never retried by a proxy. Which cluster a route goes to (the budget its
+// calls count against, policy.ts) is the caller's choice.
 import type { MethodContract } from "@shop/platform";
 import { duration, NO_DEADLINE, RETRY, RETRY_ON, STREAM } from "./policy.ts";
 import type { YamlValue } from "./yaml.ts";
@@ -15,7 +17,9 @@ export interface MethodRouteOptions {
   /**
    * Whether this proxy retries. Only the caller's side does (the edge and
    * outbound listeners); an inbound listener never does, so one failure is
-   * retried once by one proxy, not multiplied along the path.
+   * retried once by one proxy, not multiplied along the path. Streams never
+   * are: once a stream has begun, Envoy cannot replay it, and a client that
+   * watches something opens its watch again itself.
    */
   retries: boolean;
   /** Extra header matches, e.g. x-shop-service on the edge's per-service admin routes. */
@@ -28,7 +32,7 @@ export function methodRoute(contract: MethodContract, options: MethodRouteOption
   return {
     name: contract.path.slice(1),
     match,
-    route: { cluster: options.cluster, ...routeBounds(contract), retry_policy: options.retries && contract.retrySafe ? retryPolicy(contract) : undefined },
+    route: { cluster: options.cluster, ...routeBounds(contract), retry_policy: options.retries && contract.retrySafe && !contract.streaming ? retryPolicy(contract) : undefined },
   };
 }
 
@@ -61,13 +65,13 @@ export function routeBounds(contract: MethodContract): Record<string, YamlValue 
   };
 }
 
+/** The retry policy of a unary method the contract says is safe to repeat. */
 export function retryPolicy(contract: MethodContract): YamlValue {
   const deadlineMs = contract.deadlineMs ?? NO_DEADLINE.unaryTimeoutMs;
   return {
     retry_on: RETRY_ON,
     num_retries: RETRY.numRetries,
-    // A stream's try lasts as long as the stream: only unary calls get a per-try bound.
-    per_try_timeout: contract.streaming ? undefined : duration(deadlineMs * RETRY.perTryShare),
+    per_try_timeout: duration(deadlineMs * RETRY.perTryShare),
     retry_back_off: { base_interval: duration(RETRY.baseIntervalMs), max_interval: duration(RETRY.maxIntervalMs) },
     retry_host_predicate: [
       {
@@ -90,11 +94,12 @@ export function prefixRoute(name: string, prefix: string, cluster: string, heade
  * A gRPC answer made by the proxy itself: HTTP 200 with grpc-status and no
  * body, which is a Trailers-Only response every gRPC client reads.
  */
-export function grpcStatusRoute(name: string, prefix: string, code: number, message: string, options: { grpcOnly?: boolean } = {}): Route {
+export function grpcStatusRoute(name: string, prefix: string, code: number, message: string, options: { grpcOnly?: boolean; exact?: boolean } = {}): Route {
   return {
     name,
+    // exact: the one path, not every path under the prefix.
     // grpcOnly: only requests with a gRPC content type; others fall through to Envoy's 404.
-    match: { prefix, grpc: options.grpcOnly ? {} : undefined },
+    match: { ...(options.exact ? { path: prefix } : { prefix }), grpc: options.grpcOnly ? {} : undefined },
     direct_response: { status: 200 },
     response_headers_to_add: [
       { header: { key: "content-type", value: "application/grpc" } },

@@ -8,14 +8,21 @@
 //   lets this service call are routed, each to a health-checked,
 //   load-balanced cluster of their replicas, with retries where the contract
 //   allows them. Anything else answers PERMISSION_DENIED naming the rule.
+//
+// On both sides streams have budgets of their own (policy.ts): a route goes to
+// the cluster of its method's budget, so streams of signed-in callers
+// (local_app_streams, <callee>-streams), public streams (Health/Watch:
+// local_app_public_streams, <callee>-public-streams) and unary calls
+// (local_app, <callee>) never count against the same circuit breaker.
 import type { DescService } from "@bufbuild/protobuf";
 import type { Topology } from "@shop/platform";
-import { localAppCluster, upstreamCluster } from "./clusters.ts";
+import { budgetsUsed, localAppCluster, localAppClusterName, upstreamCluster, upstreamClusterName } from "./clusters.ts";
 import type { Endpoint } from "./clusters.ts";
 import { healthService, instanceAdminServices, methodContracts } from "./contracts.ts";
 import { bootstrap, httpListener } from "./http.ts";
 import type { TracingExport } from "./http.ts";
-import type { CallerLimits } from "./policy.ts";
+import { budgetOf } from "./policy.ts";
+import type { CallerLimits, StreamLimits } from "./policy.ts";
 import type { InstancePorts } from "./ports.ts";
 import { grpcStatusRoute, methodRoute } from "./routes.ts";
 import type { YamlValue } from "./yaml.ts";
@@ -38,8 +45,12 @@ export interface SidecarOptions {
   tracing?: TracingExport;
   /** Extra clusters (the trace collector). */
   extraClusters?: readonly YamlValue[];
-  /** Circuit breakers of the outbound clusters. Default CALLER_LIMITS (policy.ts); the fault drills set smaller ones. */
+  /** Circuit breakers of the outbound clusters for unary calls. Default CALLER_LIMITS (policy.ts); the fault drills set smaller ones. */
   callerLimits?: CallerLimits;
+  /** Circuit breakers of the outbound clusters for streams of signed-in callers. Default STREAM_LIMITS. */
+  streamLimits?: StreamLimits;
+  /** Circuit breakers of the outbound clusters for public streams. Default PUBLIC_STREAM_LIMITS. */
+  publicStreamLimits?: StreamLimits;
 }
 
 export function sidecarConfig(options: SidecarOptions): YamlValue {
@@ -47,12 +58,13 @@ export function sidecarConfig(options: SidecarOptions): YamlValue {
   const own = descriptors.get(service) ?? [];
   const calls = topology.services[service]?.calls ?? [];
 
+  const inboundContracts = methodContracts([...own, healthService, ...instanceAdminServices]);
   const inbound = httpListener({
     name: "inbound",
     address: options.inboundAddress,
     port: options.ports.inbound,
     proxy: options.node,
-    routes: methodContracts([...own, healthService, ...instanceAdminServices]).map((c) => methodRoute(c, { cluster: "local_app", retries: false })),
+    routes: inboundContracts.map((c) => methodRoute(c, { cluster: localAppClusterName(budgetOf(c)), retries: false })),
     statsFor: own,
     tracing: options.tracing,
   });
@@ -66,7 +78,9 @@ export function sidecarConfig(options: SidecarOptions): YamlValue {
     port: options.ports.outbound,
     proxy: options.node,
     routes: [
-      ...callees.flatMap(({ callee, services }) => methodContracts(services).map((c) => methodRoute(c, { cluster: callee, retries: true }))),
+      ...callees.flatMap(({ callee, services }) =>
+        methodContracts(services).map((c) => methodRoute(c, { cluster: upstreamClusterName(callee, budgetOf(c)), retries: true })),
+      ),
       grpcStatusRoute("not-in-topology", "/", PERMISSION_DENIED, `${service} may not call this: topology.json lets it call ${allowed}`),
     ],
     statsFor: callees.flatMap((c) => c.services),
@@ -79,15 +93,19 @@ export function sidecarConfig(options: SidecarOptions): YamlValue {
     adminPort: options.ports.admin,
     listeners: [inbound, outbound],
     clusters: [
-      localAppCluster(options.ports.app),
-      ...callees.map(({ callee, services }) =>
-        upstreamCluster({
-          name: callee,
-          endpoints: options.endpointsOf(callee),
-          discovery: options.discovery,
-          healthService: services[0]?.typeName ?? "",
-          limits: options.callerLimits,
-        }),
+      ...budgetsUsed(inboundContracts.map(budgetOf)).map((budget) => localAppCluster(options.ports.app, budget)),
+      ...callees.flatMap(({ callee, services }) =>
+        budgetsUsed(methodContracts(services).map(budgetOf)).map((budget) =>
+          upstreamCluster({
+            name: callee,
+            budget,
+            endpoints: options.endpointsOf(callee),
+            discovery: options.discovery,
+            healthService: services[0]?.typeName ?? "",
+            limits: options.callerLimits,
+            streamLimits: budget === "streams" ? options.streamLimits : budget === "public-streams" ? options.publicStreamLimits : undefined,
+          }),
+        ),
       ),
       ...(options.extraClusters ?? []),
     ],

@@ -5,7 +5,9 @@
 // /mesh.testing.v1.EchoService/* to them. The Envoy configs come from
 // envoy/sidecar.ts with the EchoService contract, so routes, retries,
 // timeouts, health checks, outlier detection and circuit breakers are the
-// mesh's own; only the circuit-breaker limits can be made smaller.
+// mesh's own; only the circuit-breaker limits can be made smaller. Count, a
+// public stream, goes to the caller's echo-public-streams cluster (its own
+// budget, envoy/policy.ts); every unary method to echo.
 //
 // Everything is on loopback, at a port block checked free (the scheme of
 // envoy/ports.ts from a random base), and every process is killed by stop()
@@ -24,8 +26,8 @@ import { EchoService } from "../../gen/mesh/testing/v1/echo_pb.js";
 import type { GetCountersResponse } from "../../gen/mesh/testing/v1/echo_pb.js";
 import { loadServiceDescriptors } from "../../envoy/contracts.ts";
 import { findEnvoy } from "../../envoy/find-envoy.ts";
-import { CALLER_LIMITS } from "../../envoy/policy.ts";
-import type { CallerLimits } from "../../envoy/policy.ts";
+import { CALLER_LIMITS, PUBLIC_STREAM_LIMITS } from "../../envoy/policy.ts";
+import type { CallerLimits, StreamLimits } from "../../envoy/policy.ts";
 import { checkPortScheme, instancesOf } from "../../envoy/ports.ts";
 import type { Instance, InstancePorts } from "../../envoy/ports.ts";
 import { sidecarConfig } from "../../envoy/sidecar.ts";
@@ -42,8 +44,10 @@ export interface DrillMeshOptions {
   replicas?: number;
   /** Extra environment for each replica, by index: `[{}, { ECHO_UNAVAILABLE_EVERY: "2" }]`. */
   replicaEnv?: ReadonlyArray<Record<string, string>>;
-  /** Circuit breakers of the caller's cluster for echo. Default CALLER_LIMITS (envoy/policy.ts). */
+  /** Circuit breakers of the caller's cluster for echo's unary calls. Default CALLER_LIMITS (envoy/policy.ts). */
   callerLimits?: Partial<CallerLimits>;
+  /** Circuit breakers of the caller's cluster for echo's public streams (Count and the other streaming methods). Default PUBLIC_STREAM_LIMITS. */
+  publicStreamLimits?: Partial<StreamLimits>;
   /** LOG_LEVEL of the replicas. Default "warn": a drill makes thousands of calls. */
   appLogLevel?: string;
 }
@@ -79,6 +83,7 @@ export interface DrillMesh {
   readonly caller: DrillProcess;
   readonly replicas: readonly DrillReplica[];
   readonly limits: CallerLimits;
+  readonly publicStreamLimits: StreamLimits;
   readonly dir: string;
   /** A typed client through the caller's sidecar. */
   echo(): Client<typeof EchoService>;
@@ -214,6 +219,7 @@ export function grew(before: Stats, after: Stats, name: string): number {
 export async function startDrillMesh(options: DrillMeshOptions = {}): Promise<DrillMesh> {
   const replicas = options.replicas ?? 2;
   const limits: CallerLimits = { ...CALLER_LIMITS, ...options.callerLimits };
+  const publicStreamLimits: StreamLimits = { ...PUBLIC_STREAM_LIMITS, ...options.publicStreamLimits };
   const envoy = findEnvoy();
   const { topology } = await freeBase(replicas);
   const descriptors = await loadServiceDescriptors(topology);
@@ -233,6 +239,7 @@ export async function startDrillMesh(options: DrillMeshOptions = {}): Promise<Dr
       endpointsOf,
       discovery: "STATIC",
       callerLimits: limits,
+      publicStreamLimits,
     });
     const file = join(dir, `sidecar-${i.name}.yaml`);
     // Plain JSON data first: keys the builders left undefined are dropped, as envoy/generate.ts does.
@@ -275,9 +282,14 @@ export async function startDrillMesh(options: DrillMeshOptions = {}): Promise<Dr
     const caller = startEnvoy(callerInstance);
     procs.push(caller);
     await waitFor("the caller's sidecar to be ready", () => ready([callerInstance.ports.admin]), procs);
+    // Every budget's cluster for echo (echo, echo-public-streams) health-checks the replicas on its own.
     await waitFor(
-      `the caller's sidecar to see ${replicas} healthy echo replicas`,
-      async () => (await readStats(callerInstance.ports.admin, `cluster.${ECHO_CLUSTER}.`)).get(`cluster.${ECHO_CLUSTER}.membership_healthy`) === replicas,
+      `the caller's sidecar to see ${replicas} healthy echo replicas in every cluster`,
+      async () => {
+        const stats = await readStats(callerInstance.ports.admin, `cluster.${ECHO_CLUSTER}`);
+        const healthy = [...stats.all].filter(([name]) => name.endsWith(".membership_healthy"));
+        return healthy.length >= 2 && healthy.every(([, n]) => n === replicas);
+      },
       procs,
     );
 
@@ -301,6 +313,7 @@ export async function startDrillMesh(options: DrillMeshOptions = {}): Promise<Dr
       caller,
       replicas: drillReplicas,
       limits,
+      publicStreamLimits,
       dir,
       echo: () => createClient(EchoService, createGrpcTransport({ baseUrl: callerUrl })),
       stats: (prefix = `cluster.${ECHO_CLUSTER}.`) => readStats(callerInstance.ports.admin, prefix),
