@@ -16,7 +16,6 @@ ENVOY_VERSION := 1.40.0
 GHZ_VERSION := v0.93.0
 # The peer suites that judge the transport (see README "Conformance").
 CONFORMANCE_VERSION := v1.0.7
-H2SPEC_VERSION := v2.2.1
 GO_INSTALL := GOBIN=$(CURDIR)/tools/bin GOFLAGS=-mod=mod go install
 
 .PHONY: help
@@ -33,16 +32,19 @@ tools/bin/grpcurl:
 tools/bin/connectconformance:
 	$(GO_INSTALL) connectrpc.com/conformance/cmd/connectconformance@$(CONFORMANCE_VERSION)
 
-tools/bin/h2spec:
-	$(GO_INSTALL) github.com/summerwind/h2spec/cmd/h2spec@$(H2SPEC_VERSION)
+# h2spec v2.2.1 has no go.mod: tools-src/h2spec/go.mod pins it and its dependencies.
+tools/bin/h2spec: tools-src/h2spec/go.mod tools-src/h2spec/go.sum
+	cd tools-src/h2spec && GOFLAGS=-mod=mod go build -o $(CURDIR)/tools/bin/h2spec github.com/summerwind/h2spec/cmd/h2spec
 
 # grpc-go's interop client and the TestService descriptor writer, pinned by tools-src/grpc-interop/go.mod.
-tools/bin/grpc-interop-client: tools-src/grpc-interop/go.mod
+tools/bin/grpc-interop-client: tools-src/grpc-interop/go.mod tools-src/grpc-interop/go.sum
 	cd tools-src/grpc-interop && GOFLAGS=-mod=mod go build -o $(CURDIR)/tools/bin/grpc-interop-client google.golang.org/grpc/interop/client
+
+tools/bin/grpc-interop-descriptors: tools-src/grpc-interop/go.mod tools-src/grpc-interop/go.sum tools-src/grpc-interop/main.go
 	cd tools-src/grpc-interop && GOFLAGS=-mod=mod go build -o $(CURDIR)/tools/bin/grpc-interop-descriptors .
 
 .PHONY: suites
-suites: tools/bin/connectconformance tools/bin/h2spec tools/bin/grpc-interop-client ## The peer suites (connect conformance, h2spec, grpc-go interop client) into tools/bin
+suites: tools/bin/connectconformance tools/bin/h2spec tools/bin/grpc-interop-client tools/bin/grpc-interop-descriptors ## The peer suites (connect conformance, h2spec, grpc-go interop client) into tools/bin
 
 tools/bin/ghz:
 	$(GO_INSTALL) github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)

@@ -192,9 +192,22 @@ export function guardSession(session: ServerHttp2Session, limits: ConnectionLimi
       if (openStreams === 0 && !session.destroyed) armIdle();
     });
   });
+  let pings = 0;
+  let sentBeyondAcks = 0;
   session.on("ping", () => {
     const now = performance.now();
-    if (lastPing !== 0 && now - lastPing < limits.keepaliveMinTimeMs) strikes++;
+    // Like grpc-go's server, a ping after the server sent something other
+    // than ping ACKs (headers, data, trailers) starts the count afresh:
+    // clients ping while receiving, to size their flow-control window
+    // (grpc-go's BDP estimator), and that is no abuse. The bytes written
+    // less 17 per ping answered so far only grow when something else went
+    // out (ACKs not written yet only lower it), so its high-water mark tells.
+    const beyondAcks = (socket?.bytesWritten ?? 0) - 17 * pings;
+    pings++;
+    if (beyondAcks > sentBeyondAcks) {
+      sentBeyondAcks = beyondAcks;
+      strikes = 0;
+    } else if (lastPing !== 0 && now - lastPing < limits.keepaliveMinTimeMs) strikes++;
     lastPing = now;
     if (strikes > limits.maxPingStrikes && !session.destroyed) {
       refusals.report("limit", { limit: "too_many_pings", peer }, "too many pings: GOAWAY ENHANCE_YOUR_CALM");

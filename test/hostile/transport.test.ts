@@ -402,6 +402,39 @@ describe("hostile clients: the transport survives and enforces its limits", func
       await expectServing();
     });
 
+    it("pings spread over many TCP segments still earn strikes; pings while data flows do not", async function () {
+      const spread = await connectH2(server.port);
+      try {
+        spread.socket.setNoDelay(true);
+        for (let i = 0; i < 20 && !spread.socket.destroyed; i++) {
+          spread.write(pingFrame(i));
+          await sleep(10);
+        }
+        const goaway = await spread.waitFor((f) => f.type === FrameType.GOAWAY, 3_000);
+        expect(goaway, "a slow ping flood was never stopped").to.not.equal(undefined);
+        expect(goawayCode(goaway!)).to.equal(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      } finally {
+        spread.destroy();
+      }
+      // A client that pings as it receives (grpc-go sizes its window so) is no abuser.
+      const session = http2.connect(server.url);
+      session.on("error", () => undefined);
+      try {
+        let goaway = false;
+        session.on("goaway", () => (goaway = true));
+        const stream = session.request(grpcHeaders(paths.count), { endStream: false });
+        const answer = answerOf(stream);
+        stream.on("data", () => session.ping(() => undefined));
+        stream.end(message(CountRequestSchema, { n: 30, intervalMs: 10 }));
+        const got = await answer;
+        expect(got.status).to.equal("0");
+        expect(got.dataFrames).to.be.at.least(30);
+        expect(goaway).to.equal(false);
+      } finally {
+        session.close();
+      }
+    });
+
     it("a SETTINGS flood ends that connection only", async function () {
       const conn = await connectH2(server.port);
       const closed = conn.closed;
