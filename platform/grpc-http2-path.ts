@@ -155,6 +155,7 @@ export function createGrpcStreamHandler(options: GrpcPathOptions) {
       refuse(stream, path, "compression", new ConnectError(`unknown compression "${clip(encoding, 40)}": supported encodings are ${ACCEPT_ENCODING}`, Code.Unimplemented));
       return;
     }
+    const kind = route.method.methodKind;
     const timeout = parseTimeout(asString(headers["grpc-timeout"]), Number.MAX_SAFE_INTEGER);
     if (timeout.error) {
       refuse(stream, path, "protocol", new ConnectError(clip(timeout.error.rawMessage), timeout.error.code));
@@ -162,8 +163,7 @@ export function createGrpcStreamHandler(options: GrpcPathOptions) {
     }
     const responseGzip = accepts(asString(headers["grpc-accept-encoding"]), "gzip");
     const call = createCallContext(stream, route, path, timeout.timeoutMs, headers, peerOf(stream));
-    const wire: Wire = { stream, codec, responseGzip, gunzip: encoding === "gzip", maxMessageBytes };
-    const kind = route.method.methodKind;
+    const wire: Wire = { stream, streamingRequest: kind === "client_streaming" || kind === "bidi_streaming", codec, responseGzip, gunzip: encoding === "gzip", maxMessageBytes };
     const fail = (err: unknown) => defect(stream, headers, path, err);
     if (kind === "unary" || kind === "server_streaming") {
       // The body must arrive within the deadline the call will run under.
@@ -197,6 +197,8 @@ function timerDelay(ms: number): number {
 /** What the framing of one stream needs: its codec and its compression. */
 interface Wire {
   readonly stream: ServerHttp2Stream;
+  /** The request side may still be open when the answer goes out (client-streaming, bidi). */
+  readonly streamingRequest: boolean;
   readonly codec: Codec;
   /** The client accepts gzip responses. */
   readonly responseGzip: boolean;
@@ -306,7 +308,7 @@ async function runUnary(wire: Wire, route: GrpcRoute, input: unknown, call: Call
   call.finish();
   if (!open(stream)) return;
   stream.respond(responseHeaders(call.header(), wire), { waitForTrailers: true });
-  stream.once("wantTrailers", () => sendTrailers(stream, okTrailers(call.trailer())));
+  stream.once("wantTrailers", () => sendTrailers(stream, okTrailers(call.trailer()), wire.streamingRequest));
   stream.end(body);
 }
 
@@ -337,7 +339,7 @@ async function runServerStream(wire: Wire, route: GrpcRoute, input: unknown, cal
     return;
   }
   if (!headersSent) stream.respond(responseHeaders(header, wire), { waitForTrailers: true });
-  stream.once("wantTrailers", () => sendTrailers(stream, failure ? statusTrailers(failure, call.trailer()) : okTrailers(call.trailer())));
+  stream.once("wantTrailers", () => sendTrailers(stream, failure ? statusTrailers(failure, call.trailer()) : okTrailers(call.trailer()), wire.streamingRequest));
   stream.end();
 }
 
@@ -351,15 +353,15 @@ function statusTrailers(error: ConnectError, trailer: Headers | undefined): Outg
   return toOutgoing(setTrailerStatus(new Headers(trailer), bounded(error)));
 }
 
-/** Trailers, then the unread request side (if any) closed with NO_ERROR. */
-function sendTrailers(stream: ServerHttp2Stream, trailers: OutgoingHttpHeaders): void {
+/** Trailers, then the unread request side (if it may be open) closed with NO_ERROR. */
+function sendTrailers(stream: ServerHttp2Stream, trailers: OutgoingHttpHeaders, requestMayBeOpen = true): void {
   if (!open(stream)) return;
   try {
     stream.sendTrailers(trailers);
   } catch {
     return;
   }
-  closeUnread(stream);
+  if (requestMayBeOpen) closeUnread(stream);
 }
 
 /**
@@ -609,6 +611,44 @@ function decodeMessage(wire: Wire, schema: DescMessage, flags: number, data: Buf
   }
 }
 
+/**
+ * The deadlines of requests still arriving, swept a few times a second by one
+ * timer instead of a timer per call (a call's body nearly always arrives in
+ * the same turn as its headers; a timer each would be the hot path's cost).
+ */
+const bodyDeadlines = (() => {
+  const SWEEP_MS = 100;
+  const pending = new Set<{ at: number; fire: () => void }>();
+  let sweeper: NodeJS.Timeout | undefined;
+  const sweep = () => {
+    const now = Date.now();
+    for (const entry of pending) {
+      if (entry.at <= now) {
+        pending.delete(entry);
+        entry.fire();
+      }
+    }
+    if (pending.size === 0) {
+      clearInterval(sweeper);
+      sweeper = undefined;
+    }
+  };
+  return {
+    add(at: number, fire: () => void) {
+      const entry = { at, fire };
+      pending.add(entry);
+      if (!sweeper) {
+        sweeper = setInterval(sweep, SWEEP_MS);
+        sweeper.unref();
+      }
+      return entry;
+    },
+    remove(entry: { at: number; fire: () => void }) {
+      pending.delete(entry);
+    },
+  };
+})();
+
 function readSingleMessage(
   wire: Wire,
   schema: DescMessage,
@@ -621,14 +661,13 @@ function readSingleMessage(
   const settle = (err: ConnectError | undefined, reason?: RefusalReason, message?: Message) => {
     if (settled) return;
     settled = true;
-    clearTimeout(timer);
+    bodyDeadlines.remove(timer);
     stream.off("data", onData);
     if (err) stream.resume();
     done(err, reason, message);
   };
-  const timer = setTimeout(
-    () => settle(new ConnectError(`the request did not arrive whole within ${Math.round(withinMs)} ms`, Code.DeadlineExceeded), "limit"),
-    timerDelay(withinMs),
+  const timer = bodyDeadlines.add(Date.now() + withinMs, () =>
+    settle(new ConnectError(`the request did not arrive whole within ${Math.round(withinMs)} ms`, Code.DeadlineExceeded), "limit"),
   );
   const onData = (chunk: Buffer) => {
     deframer.push(chunk);
