@@ -392,7 +392,15 @@ function sendError(
     const out: OutgoingHttpHeaders = { ":status": 200, "content-type": contentType, "grpc-accept-encoding": ACCEPT_ENCODING, ...extra, ...status };
     stream.respond(out, { endStream: true });
   } catch {
-    return false;
+    // A status that cannot be written as it is (never expected: the message
+    // is bounded and well-formed) still ends the call, not a hung stream.
+    if (!open(stream)) return false;
+    try {
+      if (!stream.headersSent) stream.respond({ ":status": 200, "content-type": contentType, "grpc-status": String(Code.Internal), "grpc-message": "internal%20error" }, { endStream: true });
+      else stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+    } catch {
+      return false;
+    }
   }
   closeUnread(stream);
   return true;
@@ -432,9 +440,10 @@ function remoteClosed(stream: ServerHttp2Stream): boolean {
   return (stream.state as { remoteClose?: number } | undefined)?.remoteClose === 1;
 }
 
+/** The status message bounded in length and well-formed (a lone surrogate cannot be percent-encoded). */
 function bounded(error: ConnectError): ConnectError {
-  if (error.rawMessage.length <= MAX_STATUS_MESSAGE) return error;
-  const out = new ConnectError(clip(error.rawMessage, MAX_STATUS_MESSAGE), error.code);
+  if (error.rawMessage.length <= MAX_STATUS_MESSAGE && error.rawMessage.isWellFormed()) return error;
+  const out = new ConnectError(clip(error.rawMessage.toWellFormed(), MAX_STATUS_MESSAGE), error.code);
   out.details.push(...error.details);
   return out;
 }
@@ -578,12 +587,22 @@ class Deframer {
     const head = this.chunks[0];
     const total = FRAME_HEADER + length;
     if (this.size < total) return undefined;
-    const all = head.length >= total ? head : Buffer.concat(this.chunks);
-    const flags = all[0];
-    const data = all.subarray(FRAME_HEADER, total);
-    const rest = all.subarray(total);
-    this.chunks = rest.length > 0 ? [rest] : [];
-    this.size = rest.length;
+    let data: Buffer;
+    let flags: number;
+    if (head.length >= total) {
+      // The first chunk holds the whole envelope: later chunks stay queued behind what is left of it.
+      flags = head[0];
+      data = head.subarray(FRAME_HEADER, total);
+      const rest = head.subarray(total);
+      this.chunks = rest.length > 0 ? [rest, ...this.chunks.slice(1)] : this.chunks.slice(1);
+    } else {
+      const all = Buffer.concat(this.chunks);
+      flags = all[0];
+      data = all.subarray(FRAME_HEADER, total);
+      const rest = all.subarray(total);
+      this.chunks = rest.length > 0 ? [rest] : [];
+    }
+    this.size -= total;
     return { flags, data };
   }
 }
@@ -684,6 +703,8 @@ function readSingleMessage(
   stream.once("close", () => settle(new ConnectError("stream closed before the request arrived", Code.Canceled)));
   stream.once("end", () => {
     if (settled) return;
+    // The client reset the stream: nothing to answer, nothing refused.
+    if (stream.aborted || !open(stream)) return settle(new ConnectError("stream reset by the client", Code.Canceled));
     try {
       const envelope = deframer.next();
       if (!envelope) {

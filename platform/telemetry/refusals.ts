@@ -50,5 +50,12 @@ export function createRefusalReporter(options: RefusalReporterOptions): RefusalR
 
 /** Client-supplied text cut to a bound before it is echoed anywhere (a status message, a log line). */
 export function clip(text: string, max = 200): string {
-  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} chars)`;
+  if (text.length <= max) return text;
+  // Never cut between the two halves of a surrogate pair.
+  const end = isHighSurrogate(text.charCodeAt(max - 1)) ? max - 1 : max;
+  return `${text.slice(0, end)}… (${text.length} chars)`;
+}
+
+function isHighSurrogate(code: number): boolean {
+  return code >= 0xd800 && code <= 0xdbff;
 }

@@ -226,6 +226,34 @@ describe("hostile clients: the transport survives and enforces its limits", func
       }
     });
 
+    it("a second request message on a unary call is refused, whether or not it shares a DATA frame with the first", async function () {
+      const session = http2.connect(server.url);
+      try {
+        for (const split of [false, true]) {
+          const stream = session.request(grpcHeaders(paths.check), { endStream: false });
+          const answer = answerOf(stream);
+          const one = message(HealthCheckRequestSchema, {});
+          if (split) {
+            stream.write(one);
+            await sleep(20);
+            stream.end(one);
+          } else stream.end(Buffer.concat([one, one]));
+          const got = await answer;
+          expect(got.status, `split into two frames: ${split}`).to.equal(String(Code.Unimplemented));
+        }
+      } finally {
+        session.close();
+      }
+    });
+
+    it("a status message cut in the middle of a surrogate pair still answers", async function () {
+      const client = grpcClient(Health, server.url);
+      for (const service of ["a".repeat(199) + "😀", "b".repeat(1023) + "😀".repeat(10), "\ud800 lone"]) {
+        const err = await errorOf(client.check({ service }, { timeoutMs: 3_000 }));
+        expect(err.code, err.message).to.equal(Code.NotFound);
+      }
+    });
+
     it("an error with no response headers set is Trailers-Only", async function () {
       const session = http2.connect(server.url);
       try {
