@@ -422,7 +422,7 @@ function respondHttp(stream: ServerHttp2Stream, status: number, headers: Outgoin
  * closed with RST_STREAM(NO_ERROR): the client keeps the status it already
  * has, and the stream stops holding a slot.
  */
-function closeUnread(stream: ServerHttp2Stream): void {
+export function closeUnread(stream: ServerHttp2Stream): void {
   // nghttp2 sends a submitted RST_STREAM ahead of trailers submitted in the
   // same tick (the status would be lost): reset once this turn's frames are out.
   if (remoteClosed(stream)) return;
@@ -701,17 +701,23 @@ function readSingleMessage(
   stream.on("data", onData);
   // The client went away first: nothing to answer, nothing refused.
   stream.once("close", () => settle(new ConnectError("stream closed before the request arrived", Code.Canceled)));
+  // node:http2 ends the readable side of a stream the client reset before it
+  // marks it aborted: a framing refusal waits one turn, and is no refusal if
+  // the client reset the stream (nothing to answer then).
+  const refuseFraming = (err: ConnectError) =>
+    setImmediate(() => {
+      if (stream.aborted || !open(stream)) settle(new ConnectError("stream reset by the client", Code.Canceled));
+      else settle(err, "framing");
+    });
   stream.once("end", () => {
     if (settled) return;
-    // The client reset the stream: nothing to answer, nothing refused.
-    if (stream.aborted || !open(stream)) return settle(new ConnectError("stream reset by the client", Code.Canceled));
     try {
       const envelope = deframer.next();
       if (!envelope) {
-        if (deframer.buffered === 0) return settle(new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented), "framing");
-        return settle(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument), "framing");
+        if (deframer.buffered === 0) return refuseFraming(new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented));
+        return refuseFraming(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument));
       }
-      if (deframer.buffered > 0) return settle(new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented), "framing");
+      if (deframer.buffered > 0) return refuseFraming(new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented));
       settle(undefined, undefined, decodeMessage(wire, schema, envelope.flags, envelope.data));
     } catch (err) {
       const refusal = err as Refusal;
@@ -734,6 +740,10 @@ async function* readMessages(wire: Wire, schema: DescMessage, refused: (reason: 
         yield decodeMessage(wire, schema, envelope.flags, envelope.data);
       }
     }
+    // A reset ends the readable side as a clean end would, and is marked a
+    // turn later: a stream the client reset is never a complete request.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (wire.stream.aborted || !open(wire.stream)) throw new ConnectError("request stream reset by the client", Code.Canceled);
     if (deframer.buffered > 0) throw new Refusal("framing", "protocol error: incomplete envelope", Code.InvalidArgument);
   } catch (err) {
     if (err instanceof Refusal) refused(err.reason, err);

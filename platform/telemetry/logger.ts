@@ -77,7 +77,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
         return { trace_id: traceId, span_id: spanId };
       },
       // The printed line, after redaction: the ring never holds more than stdout shows.
-      hooks: ring ? { streamWrite: (line) => (ring.push(line), line) } : undefined,
+      // (pino reads hooks.logMethod unconditionally: no ring means empty hooks, not none.)
+      hooks: ring ? { streamWrite: (line) => (ring.push(line), line) } : {},
     },
     options.destination ?? stdout(),
   );

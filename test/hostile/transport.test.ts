@@ -254,6 +254,28 @@ describe("hostile clients: the transport survives and enforces its limits", func
       }
     });
 
+    it("a client stream the client resets is never taken for a complete request", async function () {
+      const from = server.logs.length;
+      // By hand: node's client half-closes (END_STREAM) before it resets, which makes a complete request.
+      const conn = await connectH2(server.port);
+      try {
+        conn.write(frame(FrameType.HEADERS, Flag.END_HEADERS, 1, grpcRequestHeaders(paths.sum)));
+        for (let i = 0; i < 3; i++) conn.write(frame(FrameType.DATA, 0, 1, message(SumRequestSchema, { value: 1n })));
+        await sleep(100);
+        const rst = Buffer.alloc(4);
+        rst.writeUInt32BE(http2.constants.NGHTTP2_CANCEL);
+        conn.write(frame(FrameType.RST_STREAM, 0, 1, rst));
+        let sums: typeof server.logs = [];
+        for (let i = 0; i < 50 && sums.length === 0; i++) {
+          await sleep(100);
+          sums = server.logs.slice(from).filter((l) => l.msg === "rpc" && l.method === "Sum" && l.peer === `127.0.0.1:${conn.socket.localPort}`);
+        }
+        expect(sums.map((l) => l.code)).to.deep.equal(["CANCELED"]);
+      } finally {
+        conn.destroy();
+      }
+    });
+
     it("an error with no response headers set is Trailers-Only", async function () {
       const session = http2.connect(server.url);
       try {
