@@ -461,53 +461,44 @@ function streamAnswer(stream: http2.ClientHttp2Stream, boundMs: number, onBound:
   });
 }
 
+/** One stream left with an unfinished body, then the connection dropped the given way. */
+async function abandonStream(drop: (session: http2.ClientHttp2Session, stream: http2.ClientHttp2Stream) => Promise<void>): Promise<string> {
+  const session = h2session();
+  const method = rng.pick(targets);
+  const stream = session.request(grpcHeaders(method));
+  stream.on("error", () => undefined);
+  stream.write(unfinishedBody(method));
+  await sleep(rng.range(0, 300));
+  await drop(session, stream);
+  return "dropped";
+}
+
 const actions: Array<{ kind: string; weight: number; run: () => Promise<string> }> = [
   {
     kind: "abandoned stream, session destroyed",
     weight: 12,
-    run: async () => {
-      const session = h2session();
-      const method = rng.pick(targets);
-      const stream = session.request(grpcHeaders(method));
-      stream.on("error", () => undefined);
-      stream.write(unfinishedBody(method));
-      await sleep(rng.range(0, 300));
-      session.destroy();
-      return "dropped";
-    },
+    run: () => abandonStream(async (session) => session.destroy()),
   },
   {
     kind: "abandoned stream, RST_STREAM",
     weight: 12,
-    run: async () => {
-      const session = h2session();
-      const method = rng.pick(targets);
-      const stream = session.request(grpcHeaders(method));
-      stream.on("error", () => undefined);
-      stream.write(unfinishedBody(method));
-      await sleep(rng.range(0, 300));
-      stream.close(rng.pick([http2.constants.NGHTTP2_CANCEL, http2.constants.NGHTTP2_INTERNAL_ERROR, http2.constants.NGHTTP2_NO_ERROR]));
-      await sleep(20);
-      session.close();
-      setTimeout(() => session.destroy(), 1000).unref();
-      return "dropped";
-    },
+    run: () =>
+      abandonStream(async (session, stream) => {
+        stream.close(rng.pick([http2.constants.NGHTTP2_CANCEL, http2.constants.NGHTTP2_INTERNAL_ERROR, http2.constants.NGHTTP2_NO_ERROR]));
+        await sleep(20);
+        session.close();
+        setTimeout(() => session.destroy(), 1000).unref();
+      }),
   },
   {
     kind: "abandoned stream, GOAWAY",
     weight: 8,
-    run: async () => {
-      const session = h2session();
-      const method = rng.pick(targets);
-      const stream = session.request(grpcHeaders(method));
-      stream.on("error", () => undefined);
-      stream.write(unfinishedBody(method));
-      await sleep(rng.range(0, 300));
-      session.goaway(rng.pick([http2.constants.NGHTTP2_NO_ERROR, http2.constants.NGHTTP2_PROTOCOL_ERROR]));
-      await sleep(50);
-      session.destroy();
-      return "dropped";
-    },
+    run: () =>
+      abandonStream(async (session) => {
+        session.goaway(rng.pick([http2.constants.NGHTTP2_NO_ERROR, http2.constants.NGHTTP2_PROTOCOL_ERROR]));
+        await sleep(50);
+        session.destroy();
+      }),
   },
   {
     kind: "unfinished body held open",

@@ -422,7 +422,7 @@ function respondHttp(stream: ServerHttp2Stream, status: number, headers: Outgoin
  * closed with RST_STREAM(NO_ERROR): the client keeps the status it already
  * has, and the stream stops holding a slot.
  */
-export function closeUnread(stream: ServerHttp2Stream): void {
+function closeUnread(stream: ServerHttp2Stream): void {
   // nghttp2 sends a submitted RST_STREAM ahead of trailers submitted in the
   // same tick (the status would be lost): reset once this turn's frames are out.
   if (remoteClosed(stream)) return;

@@ -15,7 +15,7 @@ import { connectionLimitsFromEnv, createHttp1Server, guardSession, http2Settings
 import type { ConnectionLimits } from "./connection-limits.ts";
 import type { TokenAuthority } from "./auth.ts";
 import { answerParseErrorsAsInvalidArgument } from "./connect-parse-errors.ts";
-import { closeUnread, createGrpcStreamHandler, isGrpcRequest } from "./grpc-http2-path.ts";
+import { createGrpcStreamHandler, isGrpcRequest } from "./grpc-http2-path.ts";
 import type { GrpcRoute } from "./grpc-http2-path.ts";
 import { createHealthRegistry, ServingStatus } from "./health.ts";
 import type { HealthRegistry } from "./health.ts";
@@ -152,11 +152,6 @@ export function createServer(options: ServerOptions = {}): ShopServer {
             handleGrpc(stream, headers);
             return true;
           }
-          // Connect and gRPC-Web over HTTP/2 (connect-node): once the answer
-          // is out, a request the handler left unread (an early error, a
-          // message over the limit) is closed with RST_STREAM(NO_ERROR);
-          // otherwise the client blocks on flow control, never reading the answer.
-          stream.once("finish", () => closeUnread(stream));
         }
         return emit(event, ...args);
       }) as typeof h2.emit;
