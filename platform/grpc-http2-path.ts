@@ -138,7 +138,9 @@ export function createGrpcStreamHandler(options: GrpcPathOptions) {
       respondHttp(stream, 405, { allow: "POST" });
       return;
     }
-    const type = (headers["content-type"] ?? "").split(";")[0].trim().toLowerCase();
+    const rawType = headers["content-type"] ?? "";
+    // The common spellings match as they are; anything else is normalised first.
+    const type = codecs.has(rawType) ? rawType : rawType.split(";")[0].trim().toLowerCase();
     const codec = codecs.get(type);
     if (!codec) {
       options.refusals.report("content_type", { path: clip(path), peer: peerOf(stream) }, `unsupported content-type ${clip(type)}`);
@@ -461,7 +463,8 @@ function responseHeaders(header: Headers | undefined, wire: Wire): OutgoingHttpH
 }
 
 function accepts(list: string | null, encoding: string): boolean {
-  if (list === null) return false;
+  if (list === null || !list.includes(encoding)) return false;
+  if (list === encoding) return true;
   for (const item of list.split(",")) if (item.trim() === encoding) return true;
   return false;
 }
