@@ -36,6 +36,14 @@ function requestHeaderValue(ctx: HandlerContext, name: string): string | undefin
   return Array.isArray(value) ? value[0] : value;
 }
 
+/**
+ * Set by connect-node's transports (Connect, gRPC-Web): the pipeline marks it
+ * when a call reaches it, so an error answered before (a body that does not
+ * parse, a message over the limit, a compression or content type connect-node
+ * refuses) can be counted as a refusal.
+ */
+export const reachedPipelineKey = createContextKey<{ reached: boolean } | undefined>(undefined, { description: "the call reached the pipeline" });
+
 export interface Lifecycle {
   /** True once draining started: new calls (health aside) answer UNAVAILABLE. */
   refusing: boolean;
@@ -145,6 +153,8 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
   };
 
   function begin(ctx: HandlerContext, input: unknown): CallStart {
+    const marker = ctx.values.get(reachedPipelineKey);
+    if (marker) marker.reached = true;
     if (lifecycle.refusing && !isHealth) {
       throw new ConnectError("server is shutting down", Code.Unavailable);
     }

@@ -14,14 +14,14 @@ import { createTokenAuthority } from "./auth.ts";
 import { connectionLimitsFromEnv, createHttp1Server, guardSession, http2Settings, refuseOversizedHeaders, sniffProtocol } from "./connection-limits.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
 import type { TokenAuthority } from "./auth.ts";
-import { answerParseErrorsAsInvalidArgument } from "./connect-parse-errors.ts";
+import { countConnectRefusals } from "./connect-refusals.ts";
 import { createGrpcStreamHandler, isGrpcRequest } from "./grpc-http2-path.ts";
 import type { GrpcRoute } from "./grpc-http2-path.ts";
 import { createHealthRegistry, ServingStatus } from "./health.ts";
 import type { HealthRegistry } from "./health.ts";
 import { Health } from "../gen/health/v1/health_pb.js";
 import { createReflection, ReflectionV1, ReflectionV1Alpha } from "./reflection.ts";
-import { createLifecycle, peerKey, wrapServiceImpl } from "./rpc-pipeline.ts";
+import { createLifecycle, peerKey, reachedPipelineKey, wrapServiceImpl } from "./rpc-pipeline.ts";
 import type { Lifecycle } from "./rpc-pipeline.ts";
 import { createLogger } from "./telemetry/logger.ts";
 import type { Logger } from "./telemetry/logger.ts";
@@ -119,11 +119,12 @@ export function createServer(options: ServerOptions = {}): ShopServer {
         grpc: false,
         routes(router) {
           for (const r of registered) router.service(r.service, r.impl);
-          answerParseErrorsAsInvalidArgument(router, refusals);
+          countConnectRefusals(router, refusals);
         },
         readMaxBytes: maxMessageBytes,
         jsonOptions: options.jsonRegistry ? { registry: options.jsonRegistry } : undefined,
-        contextValues: (req) => createContextValues().set(peerKey, `${req.socket.remoteAddress}:${req.socket.remotePort}`),
+        contextValues: (req) =>
+          createContextValues().set(peerKey, `${req.socket.remoteAddress}:${req.socket.remotePort}`).set(reachedPipelineKey, { reached: false }),
         fallback(req, res) {
           if (!handlePlainHttp(req, res)) {
             res.writeHead(404, { "content-type": "text/plain" });

@@ -61,6 +61,29 @@ describe("bad input", function () {
     await expectStillServing();
   });
 
+  it("what connect-node refuses before the pipeline counts as a refusal by reason: decoding, content type", async function () {
+    const metric = async (reason: string) => {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      const line = text.split("\n").find((l) => l.startsWith(`rpc_server_refused_total{reason="${reason}"}`));
+      return line ? Number(line.split(" ").pop()) : 0;
+    };
+    const decoding = await metric("decoding");
+    const contentType = await metric("content_type");
+    const url = `${server.url}/mesh.testing.v1.EchoService/Echo`;
+    const bad = await fetch(url, { method: "POST", headers: { "content-type": "application/proto" }, body: new Uint8Array([0xff, 0xff, 0xff]) });
+    expect(bad.status).to.equal(400);
+    const odd = await fetch(url, { method: "POST", headers: { "content-type": "text/plain" }, body: "hello" });
+    expect(odd.status).to.equal(415);
+    const good = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ message: "fine" }) });
+    expect(good.status).to.equal(200);
+    const failed = await fetch(`${server.url}/mesh.testing.v1.EchoService/Fail`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ code: 5, message: "nope" }) });
+    expect(failed.status).to.equal(404);
+    expect(await metric("decoding")).to.equal(decoding + 1);
+    expect(await metric("content_type")).to.equal(contentType + 1);
+    const lines = server.logs.filter((l) => l.msg === "refused" && l.path === "/mesh.testing.v1.EchoService/Fail");
+    expect(lines, "a handler's own error is no refusal").to.have.length(0);
+  });
+
   it("a message over 4 MiB answers RESOURCE_EXHAUSTED over gRPC, then the server still serves", async function () {
     const big = createGrpcJsClient(server.address, { "grpc.max_send_message_length": 16 * 1024 * 1024 });
     try {
