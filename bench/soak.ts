@@ -473,6 +473,20 @@ async function abandonStream(drop: (session: http2.ClientHttp2Session, stream: h
   return "dropped";
 }
 
+/** A burst sent on one new session once it connects; reports the GOAWAY it earned within waitMs, if any. */
+function burstOnOneSession(waitMs: number, burst: (session: http2.ClientHttp2Session) => void): Promise<string> {
+  return new Promise((resolve) => {
+    const session = h2session();
+    let code: number | undefined;
+    session.on("goaway", (c: number) => (code = c));
+    session.once("connect", () => burst(session));
+    setTimeout(() => {
+      session.destroy();
+      resolve(code === undefined ? `no GOAWAY within ${waitMs / 1000} s` : `GOAWAY ${h2ErrorName(code)}`);
+    }, waitMs);
+  });
+}
+
 const actions: Array<{ kind: string; weight: number; run: () => Promise<string> }> = [
   {
     kind: "abandoned stream, session destroyed",
@@ -602,48 +616,30 @@ const actions: Array<{ kind: string; weight: number; run: () => Promise<string> 
     kind: "ping flood",
     weight: 4,
     run: () =>
-      new Promise((resolve) => {
-        const session = h2session();
-        let code: number | undefined;
-        session.on("goaway", (c: number) => (code = c));
-        session.once("connect", () => {
-          for (let i = 0; i < 10; i++) {
-            try {
-              session.ping(() => undefined);
-            } catch {
-              break;
-            }
+      burstOnOneSession(3000, (session) => {
+        for (let i = 0; i < 10; i++) {
+          try {
+            session.ping(() => undefined);
+          } catch {
+            break;
           }
-        });
-        setTimeout(() => {
-          session.destroy();
-          resolve(code === undefined ? "no GOAWAY within 3 s" : `GOAWAY ${h2ErrorName(code)}`);
-        }, 3000);
+        }
       }),
   },
   {
     kind: "rapid reset (100 streams opened and cancelled)",
     weight: 3,
     run: () =>
-      new Promise((resolve) => {
-        const session = h2session();
-        let code: number | undefined;
-        session.on("goaway", (c: number) => (code = c));
-        session.once("connect", () => {
-          for (let i = 0; i < 100 && !session.destroyed && !session.closed; i++) {
-            try {
-              const stream = session.request(grpcHeaders(rng.pick(targets)));
-              stream.on("error", () => undefined);
-              stream.close(http2.constants.NGHTTP2_CANCEL);
-            } catch {
-              break;
-            }
+      burstOnOneSession(2000, (session) => {
+        for (let i = 0; i < 100 && !session.destroyed && !session.closed; i++) {
+          try {
+            const stream = session.request(grpcHeaders(rng.pick(targets)));
+            stream.on("error", () => undefined);
+            stream.close(http2.constants.NGHTTP2_CANCEL);
+          } catch {
+            break;
           }
-        });
-        setTimeout(() => {
-          session.destroy();
-          resolve(code === undefined ? "no GOAWAY within 2 s" : `GOAWAY ${h2ErrorName(code)}`);
-        }, 2000);
+        }
       }),
   },
   {
