@@ -85,44 +85,28 @@ function loadAssignment(name: string, endpoints: readonly Endpoint[]): YamlValue
   };
 }
 
-/** Circuit breakers of a caller's calls budget: finite, with a retry budget. */
-function callThresholds(limits: CallerLimits): YamlValue {
-  return {
-    thresholds: [
-      {
-        priority: "DEFAULT",
-        max_connections: limits.maxConnections,
-        max_pending_requests: limits.maxPendingRequests,
-        max_requests: limits.maxRequests,
-        max_retries: limits.maxRetries,
-        retry_budget: {
-          budget_percent: { value: limits.retryBudgetPercent },
-          min_retry_concurrency: limits.minRetryConcurrency,
-        },
-        track_remaining: true,
-      },
-    ],
-  };
-}
-
 /**
- * Circuit breakers without retries: a stream budget (a proxy never retries a
- * stream, routes.ts), and every budget in front of the instance's own app
- * (the inbound side never retries).
+ * Circuit breakers of one budget. A caller's calls budget has retries and a
+ * retry budget; a stream budget (a proxy never retries a stream, routes.ts)
+ * and every budget in front of the instance's own app (the inbound side never
+ * retries) have none.
  */
-function noRetryThresholds(limits: StreamLimits): YamlValue {
-  return {
-    thresholds: [
-      {
-        priority: "DEFAULT",
-        max_connections: limits.maxConnections,
-        max_pending_requests: limits.maxPendingRequests,
-        max_requests: limits.maxRequests,
-        max_retries: 0,
-        track_remaining: true,
-      },
-    ],
+function thresholds(limits: StreamLimits, retries?: CallerLimits): YamlValue {
+  const threshold: Record<string, YamlValue> = {
+    priority: "DEFAULT",
+    max_connections: limits.maxConnections,
+    max_pending_requests: limits.maxPendingRequests,
+    max_requests: limits.maxRequests,
+    max_retries: retries ? retries.maxRetries : 0,
   };
+  if (retries) {
+    threshold.retry_budget = {
+      budget_percent: { value: retries.retryBudgetPercent },
+      min_retry_concurrency: retries.minRetryConcurrency,
+    };
+  }
+  threshold.track_remaining = true;
+  return { thresholds: [threshold] };
 }
 
 export function upstreamCluster(options: UpstreamClusterOptions): YamlValue {
@@ -130,8 +114,8 @@ export function upstreamCluster(options: UpstreamClusterOptions): YamlValue {
   const name = upstreamClusterName(options.name, budget);
   const circuitBreakers =
     budget === "calls"
-      ? callThresholds(options.limits ?? CALLER_LIMITS)
-      : noRetryThresholds(options.streamLimits ?? (budget === "streams" ? STREAM_LIMITS : PUBLIC_STREAM_LIMITS));
+      ? thresholds(options.limits ?? CALLER_LIMITS, options.limits ?? CALLER_LIMITS)
+      : thresholds(options.streamLimits ?? (budget === "streams" ? STREAM_LIMITS : PUBLIC_STREAM_LIMITS));
   return {
     name,
     type: options.discovery,
@@ -196,7 +180,7 @@ export function localAppCluster(port: number, budget: Budget = "calls"): YamlVal
     connect_timeout: duration(UPSTREAM.connectTimeoutMs),
     typed_extension_protocol_options: http2Options(),
     load_assignment: loadAssignment(name, [{ address: "127.0.0.1", port }]),
-    circuit_breakers: noRetryThresholds(APP_BUDGET_LIMITS[budget]),
+    circuit_breakers: thresholds(APP_BUDGET_LIMITS[budget]),
   };
 }
 
