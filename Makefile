@@ -132,8 +132,8 @@ run: node_modules/.installed web/dist/index.html ## Every service in one process
 	exec node runner/embedded.ts
 
 .PHONY: token
-token: node_modules/.installed ## Print a service token ("operator") for SERVICE-only methods, signed with SHOP_TOKEN_KEY
-	@node runner/token.ts service operator
+token: node_modules/.installed ## Print an operator token for SERVICE-only methods and the console (MESH=1: for make mesh's keys; SHOP_SIGNING_KEYS_FILE: the operator key)
+	@MESH=$(MESH) node runner/token.ts service operator
 
 .PHONY: mesh
 mesh: node_modules/.installed envoy web/dist/index.html ## Every service as its own process with an Envoy sidecar, behind the edge on :8080 (MESH_PORT_OFFSET, EDGE_REFLECTION=off); Ctrl-C stops everything

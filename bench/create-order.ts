@@ -19,7 +19,7 @@ import { getSharedPostgres } from "../test/support/postgres.ts";
 const N = Number(process.env.N ?? 10_000);
 const C = Number(process.env.C ?? 50);
 const dataDir = mkdtempSync(join(tmpdir(), "shop-bench-orders-"));
-const env: Record<string, string> = { DATA_DIR: dataDir, EVENT_RELAY_HOLD: "1", SHOP_TOKEN_KEY: "bench-key", LOG_LEVEL: "info" };
+const env: Record<string, string> = { DATA_DIR: dataDir, EVENT_RELAY_HOLD: "1", SHOP_DEV_KEYS: "1", LOG_LEVEL: "info" };
 if (process.env.STORE === "postgres") {
   Object.assign(env, (await (await getSharedPostgres()).createDatabases(["users", "catalog", "inventory", "orders", "payments", "notifications", "storefront"])).env);
 }

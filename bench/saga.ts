@@ -37,7 +37,7 @@ const shop = await startShop({
   host: "127.0.0.1",
   dataDir,
   logger: createLogger({ level: "warn", destination: new Writable({ write: (_c, _e, done) => done() }) }),
-  tokens: createTokenAuthority({ key: "bench-key" }),
+  tokens: createTokenAuthority({ allowDevelopmentKeys: true }),
   env,
 });
 const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${shop.port}` });

@@ -83,7 +83,7 @@ const childEnv: NodeJS.ProcessEnv = {
   PORT: "0",
   HOST: "127.0.0.1",
   DATA_DIR: dataDir,
-  SHOP_TOKEN_KEY: `soak-${randomUUID()}`,
+  SHOP_DEV_KEYS: "1",
   LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
 };
 // The embedded shape on SQLite and in-process events, whatever this shell exports.

@@ -3,15 +3,13 @@
 // whatever the method. Each case through three independent clients.
 import { expect } from "chai";
 import { EchoService } from "../gen/mesh/testing/v1/echo_pb.js";
-import { createTokenAuthority } from "./auth.ts";
 import { Code, ConnectError, grpcClient } from "../test/support/connect-clients.ts";
 import { createGrpcJsClient, grpc } from "../test/support/grpc-js-client.ts";
 import type { GrpcJsCall } from "../test/support/grpc-js-client.ts";
 import { grpcurl } from "../test/support/grpcurl.ts";
 import { startServerProcess } from "../test/support/process.ts";
 import type { ServerProcess } from "../test/support/process.ts";
-
-const KEY = "auth-test-key-shared-with-the-server";
+import { strangerAuthority, testAuthority } from "../test/support/keys.ts";
 
 type Outcome = { ok: true; body: Record<string, unknown> } | { ok: false; code: string; message: string };
 type MethodName = "whoAmI" | "internal";
@@ -25,13 +23,13 @@ describe("auth", function () {
   const tokens: Record<"user" | "service" | "forged" | "expired", string> = { user: "", service: "", forged: "", expired: "" };
 
   before(async function () {
-    server = await startServerProcess("test/fixtures/echo-server.ts", { SHOP_TOKEN_KEY: KEY });
+    server = await startServerProcess("test/fixtures/echo-server.ts", {});
     grpcJs = createGrpcJsClient(server.address);
-    const authority = createTokenAuthority({ key: KEY });
+    const authority = testAuthority();
     tokens.user = (await authority.issueUserToken("user-42")).token;
     tokens.service = await authority.issueServiceToken("orders");
-    tokens.forged = (await createTokenAuthority({ key: "some-other-key" }).issueUserToken("user-42")).token;
-    tokens.expired = (await createTokenAuthority({ key: KEY, userTokenTtlSeconds: -60 }).issueUserToken("user-42")).token;
+    tokens.forged = (await strangerAuthority().issueUserToken("user-42")).token;
+    tokens.expired = (await testAuthority({ userTokenTtlSeconds: -60 }).issueUserToken("user-42")).token;
   });
 
   after(async function () {

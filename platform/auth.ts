@@ -1,14 +1,22 @@
-// Signed bearer tokens (HS256 through jose) and the audience check the
-// contract declares per method. One key signs user tokens (issued by the users
-// service at login) and service tokens (minted by each service for its own
-// outgoing calls); the "kind" claim tells them apart.
-import { SignJWT, jwtVerify, errors as joseErrors } from "jose";
+// Signed bearer tokens (EdDSA over Ed25519 through jose) and the audience
+// check the contract declares per method. User tokens are signed by the users
+// service alone, each service's tokens by that service alone, operator tokens
+// by the operator key (token-keys.ts says which kid signs what); every process
+// verifies with the public key set. A token is accepted only when its kid is in
+// the set, its algorithm is EdDSA, its issuer is ours and the kid's role may
+// sign its kind and subject: `alg: none`, HS256 keyed with a public key, a
+// retired or unknown kid, another issuer, and a service's key signing for a
+// user or for another service are all UNAUTHENTICATED.
+import { SignJWT, jwtVerify, decodeProtectedHeader, errors as joseErrors } from "jose";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { AudienceName } from "./contract.ts";
+import { loadTopology } from "./ops/topology.ts";
+import { developmentKeySource, KEYS_HOWTO, KeyConfigError, keySourceFromEnv, roleFor } from "./token-keys.ts";
+import type { KeySource } from "./token-keys.ts";
 
 export interface Principal {
   readonly kind: "user" | "service";
-  /** User id, or the calling service's name. */
+  /** User id, or the calling service's name ("operator" for operators). */
   readonly subject: string;
 }
 
@@ -17,67 +25,130 @@ export interface TokenAuthority {
   issueServiceToken(service: string): Promise<string>;
   /** Verifies a token; throws UNAUTHENTICATED when it is forged, expired or malformed. */
   verify(token: string): Promise<Principal>;
+  /** True when the keys are generated development keys (loopback only). */
+  readonly development: boolean;
+  /** Where the keys come from, for log lines. */
+  readonly keyOrigin: string;
 }
 
 export interface TokenAuthorityOptions {
-  /** Secret signing key. Defaults to SHOP_TOKEN_KEY, then a development key (never use it in production). */
-  key?: string;
+  /** The keys. Default: the environment's (SHOP_JWKS_FILE, ...), else development keys when allowed. */
+  keys?: KeySource;
+  /** Allow development keys when the environment configures none. Default SHOP_DEV_KEYS=1. */
+  allowDevelopmentKeys?: boolean;
+  /** The services development keys are made for. Default the topology's. */
+  developmentServices?: readonly string[];
   /** Lifetime of user tokens in seconds. Default 3600. */
   userTokenTtlSeconds?: number;
+  /** The issuer claim written and required. Default SHOP_TOKEN_ISSUER, then "shop". */
+  issuer?: string;
 }
 
-export const DEVELOPMENT_TOKEN_KEY = "development-only-token-key-change-me";
-const ISSUER = "shop";
 const VERIFIED_CACHE_SIZE = 10_000;
 
+/** The keys a process runs with: configured, or development keys when allowed; otherwise it says what to set. */
+export function resolveKeySource(options: TokenAuthorityOptions = {}, env: NodeJS.ProcessEnv = process.env): KeySource {
+  if (options.keys) return options.keys;
+  const configured = keySourceFromEnv(env);
+  if (configured) return configured;
+  const allowed = options.allowDevelopmentKeys ?? /^(1|true|yes)$/i.test(env.SHOP_DEV_KEYS ?? "");
+  if (!allowed) throw new KeyConfigError(`no token keys are configured: ${KEYS_HOWTO}`);
+  return developmentKeySource(options.developmentServices ?? topologyServices(), env);
+}
+
+function topologyServices(): string[] {
+  try {
+    return [...Object.keys(loadTopology().services), "edge-backend"];
+  } catch {
+    return [];
+  }
+}
+
 export function createTokenAuthority(options: TokenAuthorityOptions = {}): TokenAuthority {
-  const secret = new TextEncoder().encode(options.key ?? process.env.SHOP_TOKEN_KEY ?? DEVELOPMENT_TOKEN_KEY);
+  const source = resolveKeySource(options);
+  const issuer = options.issuer ?? process.env.SHOP_TOKEN_ISSUER ?? "shop";
   const userTtl = options.userTokenTtlSeconds ?? 3600;
-  const serviceTokens = new Map<string, { token: string; renewAt: number }>();
+  const serviceTokens = new Map<string, { token: string; renewAt: number; kid: string }>();
   const verified = new Map<string, { principal: Principal; expiresAt: number }>();
+  let generation = source.current().generation;
+
+  /** The current keys; a change of keys drops what was verified (a retired key's tokens stop at once). */
+  function keys(current = source.current()) {
+    if (current.generation !== generation) {
+      generation = current.generation;
+      verified.clear();
+    }
+    return current;
+  }
+
+  function signer(kind: Principal["kind"], subject: string) {
+    const role = roleFor(kind, subject);
+    const key = keys().signing.get(role);
+    if (!key) throw new ConnectError(`this process holds no signing key for ${role} (${keys().origin})`, Code.Internal);
+    return key;
+  }
 
   async function sign(kind: Principal["kind"], subject: string, ttlSeconds: number): Promise<string> {
+    const { kid, key } = signer(kind, subject);
     return new SignJWT({ kind })
-      .setProtectedHeader({ alg: "HS256" })
+      .setProtectedHeader({ alg: "EdDSA", kid, typ: "JWT" })
       .setSubject(subject)
-      .setIssuer(ISSUER)
+      .setIssuer(issuer)
       .setIssuedAt()
       .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
-      .sign(secret);
+      .sign(key);
   }
 
   return {
+    get development() {
+      return source.current().development;
+    },
+    get keyOrigin() {
+      return source.current().origin;
+    },
     async issueUserToken(userId) {
       const token = await sign("user", userId, userTtl);
       return { token, expiresAt: new Date(Date.now() + userTtl * 1000) };
     },
     async issueServiceToken(service) {
       const cached = serviceTokens.get(service);
-      if (cached && cached.renewAt > Date.now()) return cached.token;
+      // A rotated signing key takes over at once for new tokens.
+      if (cached && cached.renewAt > Date.now() && cached.kid === signer("service", service).kid) return cached.token;
       // Service tokens live 10 minutes and are renewed after 5.
       const token = await sign("service", service, 600);
-      serviceTokens.set(service, { token, renewAt: Date.now() + 300_000 });
+      serviceTokens.set(service, { token, renewAt: Date.now() + 300_000, kid: signer("service", service).kid });
       return token;
     },
     async verify(token) {
-      // A token seen before is not verified again until it expires: HMAC
-      // verification through WebCrypto is an async job per call, and one
-      // user's calls (and the calls made on their behalf) repeat the token.
+      // A token seen before is not verified again until it expires (or the keys change).
+      const set = keys();
       const cached = verified.get(token);
       if (cached && cached.expiresAt > Date.now()) return cached.principal;
-      const fresh = await verifyUncached(token);
+      const fresh = await verifyUncached(token, set);
       if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
       verified.set(token, fresh);
       return fresh.principal;
     },
   };
 
-  async function verifyUncached(token: string): Promise<{ principal: Principal; expiresAt: number }> {
+  async function verifyUncached(token: string, set: ReturnType<KeySource["current"]>): Promise<{ principal: Principal; expiresAt: number }> {
+    let kid: string | undefined;
     try {
-      const { payload } = await jwtVerify(token, secret, { issuer: ISSUER, algorithms: ["HS256"] });
+      kid = decodeProtectedHeader(token).kid;
+    } catch {
+      throw new ConnectError("invalid token", Code.Unauthenticated);
+    }
+    // A kid we do not know yet may be a key just published: look at the files once more.
+    const entry = kid === undefined ? undefined : (set.verifying.get(kid) ?? (source.refresh ? keys(source.refresh()) : set).verifying.get(kid));
+    if (!entry) throw new ConnectError("token signed with an unknown or retired key", Code.Unauthenticated);
+    try {
+      const { payload } = await jwtVerify(token, entry.key, { issuer, algorithms: ["EdDSA"] });
       const kind = payload.kind;
       if ((kind !== "user" && kind !== "service") || typeof payload.sub !== "string" || typeof payload.exp !== "number") {
         throw new ConnectError("token has no valid subject", Code.Unauthenticated);
+      }
+      if (roleFor(kind, payload.sub) !== entry.role) {
+        throw new ConnectError(`token for ${kind} ${payload.sub} signed with a ${entry.role} key`, Code.Unauthenticated);
       }
       return { principal: { kind, subject: payload.sub }, expiresAt: payload.exp * 1000 };
     } catch (err) {

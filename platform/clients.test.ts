@@ -8,7 +8,6 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { EchoRequestSchema, EchoResponseSchema } from "../gen/mesh/testing/v1/echo_pb.js";
 import type { EchoRequest } from "../gen/mesh/testing/v1/echo_pb.js";
 import { Code, collect, failureOf } from "../test/support/connect-clients.ts";
-import { createTokenAuthority } from "./auth.ts";
 import { createClientFactory } from "./clients.ts";
 import type { ClientFactory } from "./clients.ts";
 import { ServingStatus } from "./health.ts";
@@ -17,6 +16,7 @@ import type { ShopServer } from "./server.ts";
 import { createLogger } from "./telemetry/logger.ts";
 import { createRpcMetrics } from "./telemetry/metrics.ts";
 import { createEchoService, EchoService } from "./testing/echo-service.ts";
+import { testAuthority } from "../test/support/keys.ts";
 
 interface LogRecord {
   msg: string;
@@ -29,7 +29,7 @@ function createQuietServer(logs: LogRecord[]): ShopServer {
     port: 0,
     host: "127.0.0.1",
     logger: createLogger({ level: "debug", destination: { write: (line: string) => void logs.push(JSON.parse(line) as LogRecord) } }),
-    tokens: createTokenAuthority({ key: "in-process-test-key" }),
+    tokens: testAuthority(),
     metrics: createRpcMetrics({ defaultMetrics: false }),
   });
 }

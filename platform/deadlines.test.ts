@@ -24,8 +24,8 @@ describe("deadlines", function () {
   let grpcJsB: GrpcJsCall;
 
   before(async function () {
-    b = await startServerProcess("test/fixtures/echo-server.ts", { SHOP_TOKEN_KEY: "deadline-test-key", ECHO_INSTANCE: "b" });
-    a = await startServerProcess("test/fixtures/echo-server.ts", { SHOP_TOKEN_KEY: "deadline-test-key", ECHO_INSTANCE: "a", ECHO_DOWNSTREAM: b.url });
+    b = await startServerProcess("test/fixtures/echo-server.ts", { ECHO_INSTANCE: "b" });
+    a = await startServerProcess("test/fixtures/echo-server.ts", { ECHO_INSTANCE: "a", ECHO_DOWNSTREAM: b.url });
     grpcJsA = createGrpcJsClient(a.address);
     grpcJsB = createGrpcJsClient(b.address);
   });
@@ -113,7 +113,7 @@ describe("deadlines", function () {
     let server: ServerProcess;
 
     before(async function () {
-      server = await startServerProcess("test/fixtures/echo-server.ts", { SHOP_TOKEN_KEY: "deadline-test-key", ECHO_INSTANCE: "slow" });
+      server = await startServerProcess("test/fixtures/echo-server.ts", { ECHO_INSTANCE: "slow" });
     });
 
     after(async function () {

@@ -64,7 +64,7 @@ describe("errors", function () {
   let grpcJs: GrpcJsCall;
 
   before(async function () {
-    server = await startServerProcess("test/fixtures/echo-server.ts", { SHOP_TOKEN_KEY: "errors-test-key" });
+    server = await startServerProcess("test/fixtures/echo-server.ts", {});
     grpcJs = createGrpcJsClient(server.address);
   });
 
@@ -198,7 +198,7 @@ describe("errors", function () {
     let victim: ServerProcess;
 
     before(async function () {
-      victim = await startServerProcess("test/fixtures/echo-server.ts", { SHOP_TOKEN_KEY: "errors-test-key", ECHO_INSTANCE: "victim" });
+      victim = await startServerProcess("test/fixtures/echo-server.ts", { ECHO_INSTANCE: "victim" });
     });
 
     after(async function () {

@@ -11,7 +11,7 @@ describe("health", function () {
   let server: ServerProcess;
 
   before(async function () {
-    server = await startServerProcess("test/fixtures/echo-server.ts", { SHOP_TOKEN_KEY: "health-test-key" });
+    server = await startServerProcess("test/fixtures/echo-server.ts", {});
   });
 
   after(async function () {

@@ -13,7 +13,7 @@ describe("reflection", function () {
   let server: ServerProcess;
 
   before(async function () {
-    server = await startServerProcess("test/fixtures/echo-server.ts", { SHOP_TOKEN_KEY: "reflection-test-key" });
+    server = await startServerProcess("test/fixtures/echo-server.ts", {});
   });
 
   after(async function () {

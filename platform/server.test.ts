@@ -17,7 +17,7 @@ describe("server: one port, every client", function () {
   let server: ServerProcess;
 
   before(async function () {
-    server = await startServerProcess("test/fixtures/echo-server.ts", { SHOP_TOKEN_KEY: "server-test-key", ECHO_INSTANCE: "s1" });
+    server = await startServerProcess("test/fixtures/echo-server.ts", { ECHO_INSTANCE: "s1" });
   });
 
   after(async function () {

@@ -11,6 +11,7 @@ import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import { createTokenAuthority } from "./auth.ts";
+import { KEYS_HOWTO, KeyConfigError } from "./token-keys.ts";
 import { connectionLimitsFromEnv, createHttp1Server, guardSession, http2Settings, refuseOversizedHeaders, sniffProtocol } from "./connection-limits.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
 import type { TokenAuthority } from "./auth.ts";
@@ -39,7 +40,7 @@ export type HttpFallback = (req: NodeServerRequest, res: NodeServerResponse) => 
 export interface ServerOptions {
   /** Port to listen on; 0 picks a free one. Default PORT, then 8080. */
   port?: number;
-  /** Address to bind. Default HOST, then "0.0.0.0". */
+  /** Address to bind. Default HOST, then "127.0.0.1". Beyond loopback only with configured (not development) token keys. */
   host?: string;
   logger?: Logger;
   tokens?: TokenAuthority;
@@ -72,6 +73,12 @@ export interface ShopServer {
   listen(): Promise<{ host: string; port: number }>;
   /** Health NOT_SERVING, refuse new calls, let in-flight ones finish (bounded), close. */
   drain(): Promise<void>;
+}
+
+/** 127.0.0.0/8, ::1 and "localhost": addresses nobody else can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h) || h === "::ffff:127.0.0.1";
 }
 
 export function createServer(options: ServerOptions = {}): ShopServer {
@@ -182,7 +189,11 @@ export function createServer(options: ServerOptions = {}): ShopServer {
       });
       frontServer = s;
       const port = options.port ?? Number(process.env.PORT ?? 8080);
-      const host = options.host ?? process.env.HOST ?? "0.0.0.0";
+      const host = options.host || process.env.HOST || "127.0.0.1";
+      if (tokens.development && !isLoopback(host)) {
+        // Fail closed: development keys sit unprotected on a developer's disk.
+        throw new KeyConfigError(`refusing to listen on ${host} with development token keys (${tokens.keyOrigin}): ${KEYS_HOWTO}; or bind 127.0.0.1`);
+      }
       await new Promise<void>((resolve, reject) => {
         s.once("error", reject);
         s.listen(port, host, () => {

@@ -25,7 +25,7 @@ describe("shutdown on SIGTERM with a call in flight", function () {
   let inFlightSettled = false;
 
   before(async function () {
-    server = await startServerProcess("test/fixtures/echo-server.ts", { SHOP_TOKEN_KEY: "shutdown-test-key" });
+    server = await startServerProcess("test/fixtures/echo-server.ts", {});
     inFlight = grpcClient(EchoService, server.url).echo({ message: "in flight", sleepMs: 1500 });
     inFlight.then(
       () => (inFlightSettled = true),
@@ -79,7 +79,7 @@ describe("shutdown on SIGTERM with no client connected", function () {
   let server: ServerProcess;
 
   before(async function () {
-    server = await startServerProcess("test/fixtures/echo-server.ts", { SHOP_TOKEN_KEY: "shutdown-test-key" });
+    server = await startServerProcess("test/fixtures/echo-server.ts", {});
   });
 
   after(async function () {
@@ -103,7 +103,7 @@ describe("shutdown on SIGTERM with a Health Watch open", function () {
   let server: ServerProcess;
 
   before(async function () {
-    server = await startServerProcess("test/fixtures/echo-server.ts", { SHOP_TOKEN_KEY: "shutdown-test-key", DRAIN_TIMEOUT_MS: String(drainTimeoutMs) });
+    server = await startServerProcess("test/fixtures/echo-server.ts", { DRAIN_TIMEOUT_MS: String(drainTimeoutMs) });
   });
 
   after(async function () {

@@ -59,9 +59,8 @@ describe("telemetry", function () {
   let b: ServerProcess;
 
   before(async function () {
-    b = await startServerProcess("test/fixtures/echo-server.ts", { SHOP_TOKEN_KEY: "telemetry-test-key", ECHO_INSTANCE: "b", LOG_BODIES: "1" });
+    b = await startServerProcess("test/fixtures/echo-server.ts", { ECHO_INSTANCE: "b", LOG_BODIES: "1" });
     a = await startServerProcess("test/fixtures/echo-server.ts", {
-      SHOP_TOKEN_KEY: "telemetry-test-key",
       ECHO_INSTANCE: "a",
       ECHO_DOWNSTREAM: b.url,
       LOG_BODIES: "1",

@@ -20,7 +20,7 @@ describe("bad input", function () {
   let grpcJs: GrpcJsCall;
 
   before(async function () {
-    server = await startServerProcess("test/fixtures/echo-server.ts", { SHOP_TOKEN_KEY: "validation-test-key" });
+    server = await startServerProcess("test/fixtures/echo-server.ts", {});
     grpcJs = createGrpcJsClient(server.address);
   });
 

@@ -1,18 +1,31 @@
 // `make run`: the whole shop in one process on one port, with the browser
-// app (web/dist) served at /.
-import { createLogger, DEVELOPMENT_TOKEN_KEY, exitOnSignals } from "@shop/platform";
+// app (web/dist) served at /. It binds 127.0.0.1 unless HOST says otherwise.
+// Token keys come from SHOP_JWKS_FILE / SHOP_SIGNING_KEYS_FILE (every private
+// key of the shop: runner/keys.ts's all.json); without them it makes (once)
+// and uses development keys in .dev-keys/, and then refuses any HOST beyond
+// loopback, saying what to set.
+import { createLogger, createTokenAuthority, exitOnSignals, KeyConfigError } from "@shop/platform";
 import { allServices } from "./services.ts";
 import { startShop } from "./shop.ts";
 import { createWebApp } from "./web-app.ts";
 
 const logger = createLogger();
-const shop = await startShop({ modules: allServices, logger, fallback: createWebApp({ logger }) });
+let shop: Awaited<ReturnType<typeof startShop>>;
+try {
+  const tokens = createTokenAuthority({ allowDevelopmentKeys: true });
+  shop = await startShop({ modules: allServices, logger, tokens, fallback: createWebApp({ logger }) });
+} catch (err) {
+  if (!(err instanceof KeyConfigError)) throw err;
+  logger.fatal({ err: err.message }, "not started");
+  process.stderr.write(`\nshop: not started: ${err.message}\n`);
+  process.exit(2);
+}
 // Signal handlers first: whoever reads "listening" may stop the process at once.
 exitOnSignals(shop.logger, () => shop.stop());
 
-const address = `localhost:${shop.port}`;
-if ((process.env.SHOP_TOKEN_KEY ?? DEVELOPMENT_TOKEN_KEY) === DEVELOPMENT_TOKEN_KEY) {
-  shop.logger.warn("SHOP_TOKEN_KEY is not set: tokens are signed with the development key; set it outside local runs");
+const address = `${shop.host.includes(":") ? `[${shop.host}]` : shop.host}:${shop.port}`;
+if (shop.server.tokens.development) {
+  shop.logger.warn({ keys: shop.server.tokens.keyOrigin }, "development token keys: loopback only; set SHOP_JWKS_FILE and SHOP_SIGNING_KEYS_FILE (node runner/keys.ts --out <dir>) to serve beyond it");
 }
 shop.logger.info({ port: shop.port, services: allServices.map((m) => m.name) }, "listening");
 process.stderr.write(

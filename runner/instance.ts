@@ -21,6 +21,7 @@
 //   PORT, HOST             default the scheme's app port (plus MESH_PORT_OFFSET), 127.0.0.1
 //   SHOP_REMOTE_ADDRESS    default http://127.0.0.1:<the sidecar's outbound port>
 //   MESH_INSTANCE          the name in every log line and in OpsService answers, default <service>-<replica>
+//   SHOP_JWKS_FILE, SHOP_SIGNING_KEYS_FILE  the token keys (required; SHOP_DEV_KEYS=1 for development keys on loopback)
 //   STORE, <SERVICE>_DATABASE_URL, BUS, NATS_URL, ...: as for every runner (README, Configuration)
 // The edge backend also reads:
 //   EDGE_REFLECTION        "off": serve no reflection (the edge refuses it anyway)
@@ -37,9 +38,11 @@ import {
   createOpsAggregator,
   createReflection,
   createServer,
+  createTokenAuthority,
   currentScope,
   eventMigrations,
   exitOnSignals,
+  KeyConfigError,
   loadTopology,
   openServiceDatabase,
   ReflectionV1,
@@ -47,7 +50,7 @@ import {
   remainingBudgetMs,
   withCallPolicy,
 } from "@shop/platform";
-import type { Logger } from "@shop/platform";
+import type { Logger, TokenAuthority } from "@shop/platform";
 import { healthService, instanceAdminServices, loadServiceDescriptors, reflectionServices } from "../envoy/contracts.ts";
 import { edgePorts, instancePorts, instancesOf } from "../envoy/ports.ts";
 import { EventAdminService } from "../gen/mesh/v1/events_pb.js";
@@ -70,6 +73,25 @@ if (!name) fail("which service?");
 if (!Number.isInteger(offset)) fail(`MESH_PORT_OFFSET=${process.env.MESH_PORT_OFFSET} is not a whole number`);
 const envPort = process.env.PORT ? Number(process.env.PORT) : undefined;
 const host = process.env.HOST ?? "127.0.0.1";
+
+/**
+ * Fail closed: the token keys the environment configures (SHOP_JWKS_FILE and
+ * this process's SHOP_SIGNING_KEYS_FILE), or development keys only when
+ * SHOP_DEV_KEYS=1 says so out loud (and then loopback only: server.ts).
+ */
+function tokenAuthority(): TokenAuthority {
+  try {
+    return createTokenAuthority();
+  } catch (err) {
+    return failOnKeys(err);
+  }
+}
+
+/** A key refusal (no keys; development keys beyond loopback) as a message and exit 2, not a stack. */
+function failOnKeys(err: unknown): never {
+  if (err instanceof KeyConfigError) fail(err.message);
+  throw err;
+}
 
 // ---------------------------------------------------------------- the edge backend
 
@@ -152,6 +174,7 @@ async function startEdgeBackend(): Promise<void> {
 
   // The platform's own reflection would list what this process serves: only the aggregates.
   const server = createServer({
+    tokens: tokenAuthority(),
     logger,
     port: envPort ?? edge.reflection,
     host,
@@ -189,7 +212,7 @@ async function startEdgeBackend(): Promise<void> {
     server.register("platform", ReflectionV1, reflection.v1);
     server.register("platform", ReflectionV1Alpha, reflection.v1alpha);
   }
-  const { port } = await server.listen();
+  const { port } = await server.listen().catch(failOnKeys);
   exitOnSignals(logger, () => server.drain());
   logger.info({ port, reflection: reflectionOn, discovery, instances: (await targets()).map((t) => t.name) }, "listening");
 }
@@ -230,8 +253,9 @@ if (name === "migrate") {
     port: envPort ?? ports.app,
     host,
     logger,
+    tokens: tokenAuthority(),
     remoteAddress: process.env.SHOP_REMOTE_ADDRESS ?? `http://127.0.0.1:${ports.outbound}`,
-  });
+  }).catch(failOnKeys);
   // Signal handlers first: whoever reads "listening" may stop the process at once.
   exitOnSignals(logger, () => shop.stop());
   logger.info({ port: shop.port, service: name, replica, remote: process.env.SHOP_REMOTE_ADDRESS ?? `http://127.0.0.1:${ports.outbound}` }, "listening");

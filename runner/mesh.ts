@@ -8,7 +8,8 @@
 // SIGTERM) stops everything it started, in order, leaving no process behind.
 //
 // Environment:
-//   MESH_DIR              runtime folder: envoy/ (configs), logs/, instances.json   default ./.mesh
+//   MESH_DIR              runtime folder: envoy/ (configs), logs/, keys/, instances.json   default ./.mesh
+//   MESH_KEYS_DIR         token keys (runner/keys.ts layout), made when missing      default <MESH_DIR>/keys
 //   MESH_PORT_OFFSET      added to every port of the scheme (envoy/ports.ts)        default 0
 //   MESH_START_TIMEOUT_MS how long everything may take to become healthy            default 60000
 //   EDGE_REFLECTION       "off" answers grpc.reflection.* with UNIMPLEMENTED at the edge
@@ -27,7 +28,7 @@ import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { databaseUrlVariable, loadTopology } from "@shop/platform";
+import { databaseUrlVariable, loadTopology, writeKeyDir } from "@shop/platform";
 import { findEnvoy } from "../envoy/find-envoy.ts";
 import { SERVICE_HEADER } from "../envoy/edge.ts";
 import { generateConfigs, writeConfigs } from "../envoy/generate.ts";
@@ -49,6 +50,7 @@ const topology = loadTopology();
 const edge = edgePorts(topology, offset);
 const instances = instancesOf(topology, offset);
 const shown = (path: string) => relative(process.cwd(), path) || ".";
+const services = Object.keys(topology.services);
 
 /** A process this run started: an app, a sidecar, the edge, the edge's backend. */
 interface Proc {
@@ -191,7 +193,6 @@ function parseExports(text: string): Record<string, string> {
 }
 
 function infrastructure(): Record<string, string> {
-  const services = Object.keys(topology.services);
   const out: Record<string, string> = { BUS: "nats", DATABASE_POOL_SIZE: env.DATABASE_POOL_SIZE ?? "5" };
   if (env.STORE === "postgres" && services.every((s) => env[databaseUrlVariable(s)])) {
     say("postgres: using the databases given by <SERVICE>_DATABASE_URL");
@@ -211,6 +212,29 @@ function infrastructure(): Record<string, string> {
     say(`nats: ${up.trim()}`);
   }
   return out;
+}
+
+/**
+ * The token keys of the mesh: MESH_KEYS_DIR (default <mesh dir>/keys), a
+ * complete set made by writeKeyDir when missing. Every process verifies with
+ * the public set; each gets only its own private keys (users also the
+ * user-token key), so no instance can mint another's tokens.
+ */
+function tokenKeys(): { env: Record<string, string>; signingFile(holder: string): string; dir: string } {
+  const dir = resolve(env.MESH_KEYS_DIR ?? join(meshDir, "keys"));
+  const holders = [...services, "edge-backend", "operator"];
+  if (!existsSync(join(dir, "jwks.json")) || holders.some((h) => !existsSync(join(dir, "signing", `${h}.json`)))) {
+    writeKeyDir(dir, [...services, "edge-backend"]);
+    say(`token keys: created in ${shown(dir)} (node runner/keys.ts --rotate <role> --dir ${shown(dir)} rotates one)`);
+  } else {
+    say(`token keys: ${shown(dir)}`);
+  }
+  // Inline keys from the caller's environment must not override the files.
+  return {
+    dir,
+    env: { SHOP_JWKS: "", SHOP_SIGNING_KEYS: "", SHOP_DEV_KEYS: "", SHOP_JWKS_FILE: join(dir, "jwks.json") },
+    signingFile: (holder) => join(dir, "signing", `${holder}.json`),
+  };
 }
 
 function stopInfrastructure(): void {
@@ -360,12 +384,14 @@ async function run(): Promise<void> {
   const healthNames = new Map([...descriptors].map(([service, list]) => [service, list[0].typeName]));
 
   const node = process.execPath;
-  const appEnv = { ...env, ...infra, HOST: "127.0.0.1", MESH_PORT_OFFSET: String(offset) };
+  const keys = tokenKeys();
+  const appEnv = { ...env, ...infra, ...keys.env, HOST: "127.0.0.1", MESH_PORT_OFFSET: String(offset) };
   for (const i of instances) {
     start(i.name, "app", node, ["runner/instance.ts", i.service, String(i.replica)], {
       ...appEnv,
       PORT: String(i.ports.app),
       SHOP_REMOTE_ADDRESS: `http://127.0.0.1:${i.ports.outbound}`,
+      SHOP_SIGNING_KEYS_FILE: keys.signingFile(i.service),
       MESH_INSTANCE: i.name,
     });
   }
@@ -374,6 +400,7 @@ async function run(): Promise<void> {
     ...appEnv,
     PORT: String(edge.reflection),
     MESH_INSTANCE: "edge-backend",
+    SHOP_SIGNING_KEYS_FILE: keys.signingFile("edge-backend"),
     EDGE_REFLECTION: reflection ? "on" : "off",
     MESH_DISCOVERY: "local",
   });
@@ -408,7 +435,7 @@ async function run(): Promise<void> {
   for (const i of instances) byService.set(i.service, [...(byService.get(i.service) ?? []), `${i.name} :${i.ports.app} (sidecar :${i.ports.inbound}, admin :${i.ports.admin})`]);
   say();
   say(`mesh ready in ${((Date.now() - began) / 1000).toFixed(1)} s: edge ${url} (gRPC, Connect, gRPC-Web${reflection ? ", reflection" : ""})`);
-  say(`  web app        ${url}/    operations console: ${url}/#/console (the whole mesh; operator token: make token)`);
+  say(`  web app        ${url}/    operations console: ${url}/#/console (the whole mesh; operator token: make token MESH=1)`);
   if (!existsSync(join(repoRoot, "web/dist/index.html"))) say("                 (web/dist is not built: `make web`, then reload)");
   for (const [service, lines] of byService) say(`  ${service.padEnd(14)} ${lines.join(", ")}`);
   say(`  edge admin     http://127.0.0.1:${edge.admin}/stats  (each sidecar's admin: its port above, e.g. /stats?filter=upstream_rq_retry)`);

@@ -16,7 +16,6 @@ import {
   SpanKind,
 } from "../../gen/mesh/v1/ops_pb.js";
 import { Code, failureOf, grpcClient } from "../../test/support/connect-clients.ts";
-import { createTokenAuthority } from "../auth.ts";
 import { createClientFactory } from "../clients.ts";
 import { createHealthRegistry, ServingStatus } from "../health.ts";
 import { createServer } from "../server.ts";
@@ -29,8 +28,8 @@ import { createOpsAggregator, mergeMethodStats, mergeTraceLists } from "./merge.
 import { createMethodStatsSampler, quantileFromBuckets } from "./method-stats.ts";
 import { createOpsService } from "./ops-service.ts";
 import type { Topology } from "./topology.ts";
+import { testAuthority } from "../../test/support/keys.ts";
 
-const KEY = "ops-test-key";
 
 const topology: Topology = {
   services: {
@@ -45,7 +44,7 @@ describe("ops", function () {
     let server: ShopServer;
     let url: string;
     const ring = createLogRing(1000);
-    const auth = async () => ({ headers: { authorization: `Bearer ${await createTokenAuthority({ key: KEY }).issueServiceToken("operator")}` } });
+    const auth = async () => ({ headers: { authorization: `Bearer ${await testAuthority().issueServiceToken("operator")}` } });
     const ops = () => grpcClient(OpsService, url);
 
     before(async function () {
@@ -53,7 +52,7 @@ describe("ops", function () {
         port: 0,
         host: "127.0.0.1",
         logger: createLogger({ destination: { write: () => undefined }, recent: ring }),
-        tokens: createTokenAuthority({ key: KEY }),
+        tokens: testAuthority(),
         metrics: createRpcMetrics({ defaultMetrics: false }),
       });
       server.register("echo", EchoService, createEchoService({ instance: "a" }));
@@ -66,7 +65,7 @@ describe("ops", function () {
     });
 
     it("answers only service tokens: a shopper's token is PERMISSION_DENIED, none is UNAUTHENTICATED", async function () {
-      const user = (await createTokenAuthority({ key: KEY }).issueUserToken("u1")).token;
+      const user = (await testAuthority().issueUserToken("u1")).token;
       expect((await failureOf(ops().getSystemMap({}, { headers: { authorization: `Bearer ${user}` } }))).code).to.equal(Code.PermissionDenied);
       expect((await failureOf(ops().getSystemMap({}))).code).to.equal(Code.Unauthenticated);
     });

@@ -6,7 +6,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { createLogger, createTokenAuthority, requireCaller, serve } from "@shop/platform";
+import { createLogger, requireCaller, serve } from "@shop/platform";
 import type { ServiceModule } from "@shop/platform";
 import { CatalogService } from "../../gen/shop/catalog/v1/catalog_pb.js";
 import { InventoryService } from "../../gen/shop/inventory/v1/inventory_pb.js";
@@ -14,7 +14,8 @@ import { OrderService, OrderStatus } from "../../gen/shop/orders/v1/orders_pb.js
 import { StorefrontService } from "../../gen/shop/storefront/v1/storefront_pb.js";
 import { UserService } from "../../gen/shop/users/v1/users_pb.js";
 import { startShop } from "../../runner/shop.ts";
-import { startTestShop, TEST_TOKEN_KEY } from "../../test/support/shop.ts";
+import { startTestShop } from "../../test/support/shop.ts";
+import { testAuthority } from "../../test/support/keys.ts";
 import type { TestShop } from "../../test/support/shop.ts";
 import { seedProducts } from "../catalog/seed.ts";
 import { storefront } from "./index.ts";
@@ -300,7 +301,7 @@ describe("storefront calling its dependencies over the network", () => {
       host: "127.0.0.1",
       dataDir: ":memory:",
       remoteAddress: dependencies.url,
-      tokens: createTokenAuthority({ key: TEST_TOKEN_KEY }),
+      tokens: testAuthority(),
       logger: createLogger({ level: "silent" }),
       drainTimeoutMs: 2000,
     });

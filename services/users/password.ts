@@ -19,6 +19,26 @@ export async function hashPassword(password: string): Promise<string> {
   return ["scrypt", COST.N, COST.r, COST.p, salt.toString("base64"), key.toString("base64")].join("$");
 }
 
+/** A hash of nothing anyone knows, at today's cost: what an unknown email is checked against. */
+let decoy: Promise<string> | undefined;
+
+/**
+ * Checks a login: against the user's hash, or, for an email with no account,
+ * against a decoy hash of the same cost, so both take one scrypt and the time
+ * a Login takes does not tell whether an email has an account.
+ */
+export async function checkCredentials(password: string, stored: string | undefined): Promise<boolean> {
+  if (stored !== undefined) return verifyPassword(password, stored);
+  await verifyPassword(password, await primeDecoy());
+  return false;
+}
+
+/** Makes the decoy hash now (at service start), so the first unknown email costs no more than the rest. */
+export function primeDecoy(): Promise<string> {
+  decoy ??= hashPassword(randomBytes(24).toString("base64"));
+  return decoy;
+}
+
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
   const [scheme, n, r, p, salt, hash] = stored.split("$");
   if (scheme !== "scrypt" || !salt || !hash) return false;

@@ -8,7 +8,7 @@ import { requireCaller, requireUser } from "@shop/platform";
 import type { ServiceEvents, TokenAuthority } from "@shop/platform";
 import { UserRegisteredSchema } from "../../gen/shop/users/v1/events_pb.js";
 import type { UserService } from "../../gen/shop/users/v1/users_pb.js";
-import { hashPassword, verifyPassword } from "./password.ts";
+import { checkCredentials, hashPassword, primeDecoy } from "./password.ts";
 import type { UserRecord, UserStore } from "./store.ts";
 
 export interface UserServiceDeps {
@@ -29,6 +29,7 @@ const toUser = (u: UserRecord) => ({
 const badCredentials = () => new ConnectError("email or password is wrong", Code.Unauthenticated);
 
 export function createUserService({ store, tokens, events }: UserServiceDeps): ServiceImpl<typeof UserService> {
+  void primeDecoy();
   return {
     async signUp(req) {
       const record: UserRecord = {
@@ -51,7 +52,8 @@ export function createUserService({ store, tokens, events }: UserServiceDeps): S
 
     async login(req) {
       const user = await store.byEmail(req.email.trim().toLowerCase());
-      if (!user || !(await verifyPassword(req.password, user.passwordHash))) throw badCredentials();
+      // One scrypt whether or not the email has an account (password.ts).
+      if (!(await checkCredentials(req.password, user?.passwordHash)) || !user) throw badCredentials();
       const { token, expiresAt } = await tokens.issueUserToken(user.id);
       return { token, expiresAt: timestampFromDate(expiresAt), user: toUser(user) };
     },

@@ -6,13 +6,12 @@
 import { join } from "node:path";
 import { expect } from "chai";
 import type { Browser, BrowserContext, Page } from "playwright-core";
-import { createTokenAuthority } from "@shop/platform";
 import { startServerProcess } from "../support/process.ts";
 import type { ServerProcess } from "../support/process.ts";
 import { launchChromium, SCREENSHOTS } from "./chromium.ts";
 import { ensureWebBuild } from "./web-build.ts";
+import { testAuthority } from "../support/keys.ts";
 
-const TOKEN_KEY = "browser-test-token-key";
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
 
 describe("the browser app, in Chromium against make run", function () {
@@ -34,7 +33,7 @@ describe("the browser app, in Chromium against make run", function () {
 
   before(async function () {
     ensureWebBuild();
-    server = await startServerProcess("runner/embedded.ts", { DATA_DIR: ":memory:", SHOP_TOKEN_KEY: TOKEN_KEY, HOST: "127.0.0.1", LOG_LEVEL: "info" });
+    server = await startServerProcess("runner/embedded.ts", { DATA_DIR: ":memory:", HOST: "127.0.0.1", LOG_LEVEL: "info" });
     browser = await launchChromium();
     context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     context.setDefaultTimeout(15_000);
@@ -223,7 +222,7 @@ describe("the browser app, in Chromium against make run", function () {
   });
 
   it("shows every service of the topology SERVING, and per-method traffic", async function () {
-    const token = await createTokenAuthority({ key: TOKEN_KEY }).issueServiceToken("operator");
+    const token = await testAuthority().issueServiceToken("operator");
     await page.fill("[name=token]", token);
     await page.click('button:text-is("Open the console")');
     const rows = page.locator('[data-testid="system-map"] tbody tr');

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { createClient } from "@connectrpc/connect";
 import type { Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { createTokenAuthority } from "@shop/platform";
+import { testAuthority } from "../support/keys.ts";
 import { Health } from "../../gen/health/v1/health_pb.js";
 import { EventAdminService } from "../../gen/mesh/v1/events_pb.js";
 import { OrderService } from "../../gen/shop/orders/v1/orders_pb.js";
@@ -20,8 +20,6 @@ import type { ServerProcess } from "../support/process.ts";
 
 /** Every service runner/embedded.ts starts: each opens its own database. */
 export const SHOP_SERVICES = ["users", "catalog", "inventory", "orders", "payments", "notifications", "storefront"] as const;
-
-export const DRILL_TOKEN_KEY = "fault-drill-token-key";
 
 /** A PostgreSQL server and a nats-server that only this drill uses. */
 export interface DrillInfra {
@@ -94,7 +92,6 @@ export async function startDrillShop(data: DrillData, extra: Record<string, stri
     "runner/embedded.ts",
     {
       ...data.env(),
-      SHOP_TOKEN_KEY: DRILL_TOKEN_KEY,
       DATA_DIR: ":memory:",
       LOG_LEVEL: "info",
       PAYMENT_PROVIDER_LATENCY_MS: "2",
@@ -112,7 +109,7 @@ export async function startDrillShop(data: DrillData, extra: Record<string, stri
     if (stderr.length > 50) stderr.shift();
   });
   const transport = createGrpcTransport({ baseUrl: child.url });
-  const authority = createTokenAuthority({ key: DRILL_TOKEN_KEY });
+  const authority = testAuthority();
   return {
     process: child,
     users: createClient(UserService, transport),

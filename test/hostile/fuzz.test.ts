@@ -20,13 +20,14 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { create, fromBinary, fromJsonString, toBinary, toJson } from "@bufbuild/protobuf";
 import type { DescMessage, DescMethod, DescService, Message } from "@bufbuild/protobuf";
-import { contractOf, createTokenAuthority } from "@shop/platform";
+import { contractOf } from "@shop/platform";
 import { CatalogService, ListProductsResponseSchema } from "../../gen/shop/catalog/v1/catalog_pb.js";
 import { OrderService } from "../../gen/shop/orders/v1/orders_pb.js";
 import { UserService } from "../../gen/shop/users/v1/users_pb.js";
 import { HealthCheckRequestSchema } from "../../gen/health/v1/health_pb.js";
 import { allServices } from "../../runner/services.ts";
-import { startTestShop, TEST_TOKEN_KEY } from "../support/shop.ts";
+import { startTestShop } from "../support/shop.ts";
+import { strangerAuthority, testAuthority } from "../support/keys.ts";
 import type { TestShop } from "../support/shop.ts";
 import { deriveSeed, encodeValid, envelope, generateMessage, hexPreview, MUTATIONS, mutate, Rng, runSeed } from "./fuzz-messages.ts";
 import type { GenerateMode, WirePlan } from "./fuzz-messages.ts";
@@ -365,8 +366,8 @@ describe("hostile clients: a seeded fuzzer over every RPC of the shop", function
     tokens.user = `Bearer ${token}`;
     tokens["user-unknown"] = `Bearer ${(await t.tokens.issueUserToken(randomUUID())).token}`;
     tokens.service = `Bearer ${await t.tokens.issueServiceToken("orders")}`;
-    tokens.expired = `Bearer ${(await createTokenAuthority({ key: TEST_TOKEN_KEY, userTokenTtlSeconds: -60 }).issueUserToken(user!.id)).token}`;
-    tokens.forged = `Bearer ${(await createTokenAuthority({ key: "some-other-key-entirely" }).issueUserToken(user!.id)).token}`;
+    tokens.expired = `Bearer ${(await testAuthority({ userTokenTtlSeconds: -60 }).issueUserToken(user!.id)).token}`;
+    tokens.forged = `Bearer ${(await strangerAuthority().issueUserToken(user!.id)).token}`;
   });
 
   after(async () => {

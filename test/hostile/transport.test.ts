@@ -95,7 +95,6 @@ describe("hostile clients: the transport survives and enforces its limits", func
 
   before(async function () {
     server = await startServerProcess("test/fixtures/echo-server.ts", {
-      SHOP_TOKEN_KEY: "hostile-test-key",
       ECHO_INSTANCE: "hostile",
       LOG_LEVEL: "info",
       HEADERS_TIMEOUT_MS: String(HEADERS_TIMEOUT_MS),

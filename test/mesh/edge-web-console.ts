@@ -12,7 +12,7 @@ import type { Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Browser } from "playwright-core";
-import { createTokenAuthority, loadTopology } from "@shop/platform";
+import { loadTopology } from "@shop/platform";
 import { EventAdminService } from "../../gen/mesh/v1/events_pb.js";
 import { OpsService, ServingState } from "../../gen/mesh/v1/ops_pb.js";
 import { OrderService } from "../../gen/shop/orders/v1/orders_pb.js";
@@ -20,7 +20,7 @@ import { UserService } from "../../gen/shop/users/v1/users_pb.js";
 import { launchChromium, SCREENSHOTS } from "../browser/chromium.ts";
 import { ensureWebBuild } from "../browser/web-build.ts";
 import { repoRoot } from "../support/process.ts";
-import { MESH_TOKEN_KEY } from "./local-mesh.ts";
+import { authorityFromKeyDir } from "../support/keys.ts";
 import type { LocalMesh } from "./local-mesh.ts";
 
 const failure = (call: Promise<unknown>) =>
@@ -60,7 +60,7 @@ export function edgeWebAndConsoleSuite(getMesh: () => LocalMesh): void {
       ensureWebBuild();
       const transport = createGrpcTransport({ baseUrl: mesh.edgeUrl });
       grpc = (service) => createClient(service, transport);
-      operator = { headers: { authorization: `Bearer ${await createTokenAuthority({ key: MESH_TOKEN_KEY }).issueServiceToken("operator")}` } };
+      operator = { headers: { authorization: `Bearer ${await authorityFromKeyDir(join(mesh.dir, "keys")).issueServiceToken("operator")}` } };
     });
 
     it("serves the app's index.html at / as HTML to revalidate, its hashed assets as immutable, from the edge backend", async function () {
@@ -91,7 +91,7 @@ export function edgeWebAndConsoleSuite(getMesh: () => LocalMesh): void {
 
     it("refuses the console's RPCs at the edge backend without an operator's token", async function () {
       expect((await failure(grpc(OpsService).getSystemMap({}))).code).to.equal(Code.Unauthenticated);
-      const shopper = (await createTokenAuthority({ key: MESH_TOKEN_KEY }).issueUserToken("u-1")).token;
+      const shopper = (await authorityFromKeyDir(join(mesh.dir, "keys")).issueUserToken("u-1")).token;
       const err = await failure(grpc(EventAdminService).getEventBacklog({}, { headers: { authorization: `Bearer ${shopper}` } }));
       expect(err.code).to.equal(Code.PermissionDenied);
       // Refused by the edge backend itself, which asked no instance.

@@ -15,8 +15,6 @@ import { getSharedPostgres } from "../support/postgres.ts";
 import type { TestDatabases } from "../support/postgres.ts";
 import { repoRoot } from "../support/process.ts";
 
-export const MESH_TOKEN_KEY = "mesh-test-token-key";
-
 /** runner/mesh.ts's MESH_DIR/instances.json. */
 export interface MeshState {
   readonly edge: EdgePorts & { url: string };
@@ -93,7 +91,6 @@ async function startOnce(databases: TestDatabases, natsUrl: string, offset: numb
       MESH_DIR: dir,
       MESH_PORT_OFFSET: String(offset),
       MESH_START_TIMEOUT_MS: String(options.startTimeoutMs ?? 90_000),
-      SHOP_TOKEN_KEY: MESH_TOKEN_KEY,
       DRAIN_TIMEOUT_MS: "2000",
       LOG_LEVEL: "info",
       ...options.env,

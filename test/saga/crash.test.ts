@@ -16,7 +16,6 @@ import type { ServerProcess } from "../support/process.ts";
 
 const env = (dataDir: string, extra: Record<string, string> = {}) => ({
   DATA_DIR: dataDir,
-  SHOP_TOKEN_KEY: "crash-test-key",
   PAYMENT_PROVIDER_LATENCY_MS: "1",
   LOG_LEVEL: "info",
   ...extra,

@@ -4,6 +4,7 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import "./keys.ts";
 
 export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 

@@ -6,12 +6,13 @@ import { createClient } from "@connectrpc/connect";
 import type { Client, Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
-import { createLogger, createTokenAuthority } from "@shop/platform";
+import { createLogger } from "@shop/platform";
 import type { ServiceModule, TokenAuthority } from "@shop/platform";
 import { startShop } from "../../runner/shop.ts";
 import { getSharedNats } from "./nats.ts";
 import { getSharedPostgres } from "./postgres.ts";
 import type { RunningShop } from "../../runner/shop.ts";
+import { testAuthority } from "./keys.ts";
 
 /**
  * SHOP_TEST_STORE=postgres gives every service of the shop a fresh database
@@ -44,8 +45,6 @@ async function testBackendEnv(dataDir: string | undefined, services: readonly st
 
 const postgresByDataDir = new Map<string, { services: Set<string>; env: Record<string, string> }>();
 
-export const TEST_TOKEN_KEY = "test-token-key-for-the-suite-only";
-
 export interface TestShop {
   readonly shop: RunningShop;
   readonly address: string;
@@ -76,7 +75,7 @@ export async function startTestShop(modules: readonly ServiceModule[], options: 
       done();
     },
   });
-  const tokens = createTokenAuthority({ key: TEST_TOKEN_KEY });
+  const tokens = testAuthority();
   const backends = await testBackendEnv(options.dataDir, modules.map((m) => m.name));
   const shop = await startShop({
     modules,
