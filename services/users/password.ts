@@ -7,7 +7,15 @@ import type { ScryptOptions } from "node:crypto";
 const COST: ScryptOptions = { N: 16384, r: 8, p: 1 };
 const KEY_LENGTH = 32;
 
+let derivations = 0;
+
+/** How many scrypt derivations this process ran: one per Login, whatever its outcome. */
+export function scryptWork(): { derivations: number } {
+  return { derivations };
+}
+
 function derive(password: string, salt: Buffer, options: ScryptOptions): Promise<Buffer> {
+  derivations++;
   return new Promise((resolve, reject) =>
     scrypt(password.normalize("NFKC"), salt, KEY_LENGTH, options, (err, key) => (err ? reject(err) : resolve(key))),
   );

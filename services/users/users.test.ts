@@ -6,7 +6,7 @@ import { grpcurl } from "../../test/support/grpcurl.ts";
 import { startTestShop } from "../../test/support/shop.ts";
 import type { TestShop } from "../../test/support/shop.ts";
 import { users } from "./index.ts";
-import { hashPassword, verifyPassword } from "./password.ts";
+import { hashPassword, primeDecoy, scryptWork, verifyPassword } from "./password.ts";
 import { codeOf } from "../../test/support/errors.ts";
 
 describe("password hashing", () => {
@@ -60,6 +60,20 @@ describe("users service", () => {
     expect(unknown).to.be.instanceOf(ConnectError);
     expect((wrong as ConnectError).code).to.equal(Code.Unauthenticated);
     expect((wrong as ConnectError).rawMessage).to.equal((unknown as ConnectError).rawMessage);
+  });
+
+  it("costs one scrypt at the stored cost for an unknown email, a wrong password and a right one alike", async () => {
+    await client().signUp({ email: "cost@example.com", password: "right-password", displayName: "C" });
+    const decoy = await primeDecoy();
+    expect(decoy.split("$").slice(0, 4)).to.deep.equal(["scrypt", "16384", "8", "1"]);
+    const cost = async (email: string, password: string) => {
+      const before = scryptWork().derivations;
+      await client().login({ email, password }).catch(() => undefined);
+      return scryptWork().derivations - before;
+    };
+    expect(await cost("nobody-at-all@example.com", "whatever-pw")).to.equal(1);
+    expect(await cost("cost@example.com", "wrong-password")).to.equal(1);
+    expect(await cost("cost@example.com", "right-password")).to.equal(1);
   });
 
   it("rejects sign-up input that breaks the contract's rules, naming each field", async () => {

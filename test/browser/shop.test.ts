@@ -22,6 +22,8 @@ describe("the browser app, in Chromium against make run", function () {
   let page: Page;
   const email = `ada-${Date.now()}@example.com`;
   let confirmedOrder: { id: string; traceId: string };
+  /** What Chromium reported as blocked by the Content-Security-Policy, over the whole suite. */
+  const cspViolations: string[] = [];
 
   const shot = (name: string) => page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
   const open = async (hash: string) => {
@@ -38,6 +40,9 @@ describe("the browser app, in Chromium against make run", function () {
     context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     context.setDefaultTimeout(15_000);
     page = await context.newPage();
+    page.on("console", (m) => {
+      if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+    });
   });
 
   after(async function () {
@@ -59,6 +64,17 @@ describe("the browser app, in Chromium against make run", function () {
     const again = await fetch(`${server.url}/`, { headers: { "if-none-match": index.headers.get("etag")! } });
     expect(again.status).to.equal(304);
     expect((await fetch(`${server.url}/../package.json`)).status).to.equal(404);
+  });
+
+  it("serves every page and asset with the security headers: a CSP that forbids framing, no referrer, nosniff", async function () {
+    const index = await fetch(`${server.url}/`);
+    const asset = await fetch(`${server.url}${/src="(\/assets\/[^"]+\.js)"/.exec(await index.text())![1]}`);
+    for (const res of [index, asset]) {
+      expect(res.headers.get("content-security-policy")).to.contain("frame-ancestors 'none'").and.to.contain("script-src 'self'").and.to.contain("default-src 'self'");
+      expect(res.headers.get("referrer-policy")).to.equal("no-referrer");
+      expect(res.headers.get("x-content-type-options")).to.equal("nosniff");
+      expect(res.headers.get("x-frame-options")).to.equal("DENY");
+    }
   });
 
   it("puts each validation error of a sign-up at its field", async function () {
@@ -272,5 +288,9 @@ describe("the browser app, in Chromium against make run", function () {
     await refused.waitFor();
     expect(await refused.textContent()).to.include("That operator token was not accepted");
     await page.locator('[data-testid="token-form"]').waitFor();
+  });
+
+  it("ran every page above under that policy without a single violation", function () {
+    expect(cspViolations).to.deep.equal([]);
   });
 });
