@@ -3,12 +3,15 @@
 // beside the services, and in the mesh the edge's backend process (beside
 // the edge Envoy, `node runner/instance.ts edge-backend`) serves it to the
 // edge, which routes every path that is not an RPC there. One piece of code
-// for both, so both answer alike: content types, cache headers, ETags.
+// for both, so both answer alike: content types, cache headers, ETags, and
+// the security headers (security-headers.ts: CSP with frame-ancestors 'none',
+// Referrer-Policy, nosniff), which the edge sets on this route too.
 import { createReadStream, statSync } from "node:fs";
 import type { Stats } from "node:fs";
 import { extname, join, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { HttpFallback, Logger } from "@shop/platform";
+import { SECURITY_HEADERS } from "./security-headers.ts";
 
 /** Where `make web` (vite build) writes the app. */
 export const webDist = fileURLToPath(new URL("../web/dist/", import.meta.url));
@@ -71,16 +74,16 @@ export function createWebApp(options: WebAppOptions): HttpFallback {
     }
     if (!stat?.isFile()) {
       if (path !== "/index.html") return false;
-      res.writeHead(503, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
+      res.writeHead(503, { ...SECURITY_HEADERS, "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
       res.end(notBuilt(address));
       return true;
     }
     const etag = `W/"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`;
     const headers = {
+      ...SECURITY_HEADERS,
       "content-type": contentTypes[extname(file)] ?? "application/octet-stream",
       "cache-control": path.startsWith("/assets/") ? "public, max-age=31536000, immutable" : "no-cache",
       etag,
-      "x-content-type-options": "nosniff",
     };
     if (req.headers["if-none-match"] === etag) {
       res.writeHead(304, headers);
