@@ -188,3 +188,39 @@ export async function authorize(
   }
   return principal;
 }
+
+/** Identities of the mesh that speak for someone outside it: their calls need the outsider's (operator's) token. */
+const GATEWAY_IDENTITIES = new Set(["edge", "edge-backend"]);
+
+/**
+ * A SERVICE-audience call behind the mesh's sidecar (PEER_IDENTITY=xfcc): the
+ * caller is the identity of the mesh certificate the sidecar verified
+ * (x-forwarded-client-cert, peer-identity.ts), not a bearer token.
+ * - No verified identity: PERMISSION_DENIED (nothing reaches the app but
+ *   through its sidecar, which always says who called).
+ * - A service's certificate: that service is the caller. A token sent along
+ *   must still verify, and a service token naming another service is
+ *   PERMISSION_DENIED: a stolen token does not travel with another
+ *   certificate.
+ * - The edge or its backend: they relay someone outside, whose own token
+ *   (an operator's) decides, as without the mesh.
+ */
+export async function authorizeServicePeer(
+  authority: TokenAuthority,
+  authorization: string | null,
+  peer: string | undefined,
+): Promise<Principal> {
+  if (peer === undefined) {
+    throw new ConnectError("this method may only be called by another service of the mesh: no verified caller certificate", Code.PermissionDenied);
+  }
+  if (GATEWAY_IDENTITIES.has(peer)) return (await authorize(authority, "service", authorization))!;
+  const token = bearerToken(authorization);
+  if (token === undefined && authorization) throw new ConnectError("authorization header must be 'Bearer <token>'", Code.Unauthenticated);
+  if (token !== undefined) {
+    const claimed = await authority.verify(token);
+    if (claimed.kind === "service" && claimed.subject !== peer) {
+      throw new ConnectError(`the token is ${claimed.subject}'s but the caller's certificate is ${peer}'s`, Code.PermissionDenied);
+    }
+  }
+  return { kind: "service", subject: peer };
+}

@@ -8,7 +8,9 @@ import type { IncomingHttpHeaders } from "node:http2";
 import type { DescMethod, DescService, Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { authorize } from "./auth.ts";
+import { authorize, authorizeServicePeer } from "./auth.ts";
+import { peerService, XFCC_HEADER } from "./peer-identity.ts";
+import type { PeerIdentityOptions } from "./peer-identity.ts";
 import type { Principal, TokenAuthority } from "./auth.ts";
 import { contextWithScope } from "./call-scope.ts";
 import type { CallScope } from "./call-scope.ts";
@@ -34,6 +36,19 @@ function requestHeaderValue(ctx: HandlerContext, name: string): string | undefin
   if (!raw) return ctx.requestHeader.get(name) ?? undefined;
   const value = raw[name];
   return Array.isArray(value) ? value[0] : value;
+}
+
+/** Every value of a header, joined as one list: two x-forwarded-client-cert headers read as two elements, not the first. */
+function everyHeaderValue(ctx: HandlerContext, name: string): string | undefined {
+  const raw = ctx.values.get(rawHeadersKey);
+  if (!raw) return ctx.requestHeader.get(name) ?? undefined;
+  const value = raw[name];
+  return Array.isArray(value) ? value.join(",") : value;
+}
+
+/** MESH_TRUST_DOMAIN and MESH_SPIFFE_NAMESPACE, as the mesh's certificates name them. */
+function peerIdentityFromEnv(): PeerIdentityOptions {
+  return { trustDomain: process.env.MESH_TRUST_DOMAIN || undefined, namespace: process.env.MESH_SPIFFE_NAMESPACE || undefined };
 }
 
 /**
@@ -97,6 +112,13 @@ export interface PipelineOptions {
   lifecycle: Lifecycle;
   /** Log request bodies (sensitive fields redacted). Default LOG_BODIES=1, else off. */
   logBodies?: boolean;
+  /**
+   * Behind the mesh's sidecar: SERVICE-audience methods take the caller's
+   * identity from the verified client certificate (auth.ts authorizeServicePeer).
+   * Only where the app is reachable through its sidecar alone. Default
+   * PEER_IDENTITY=xfcc, else off.
+   */
+  peerIdentity?: PeerIdentityOptions | false;
 }
 
 const HEALTH_SERVICE = "grpc.health.v1.Health";
@@ -110,6 +132,7 @@ const QUIET_SERVICES = new Set([
 ]);
 
 interface CallStart {
+  readonly ctx: HandlerContext;
   readonly scope: CallScope;
   readonly otelContext: OtelContext;
   readonly span: Span;
@@ -143,6 +166,7 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
   const isHealth = serviceTypeName === HEALTH_SERVICE;
   const quiet = QUIET_SERVICES.has(serviceTypeName);
   const logBodies = options.logBodies ?? process.env.LOG_BODIES === "1";
+  const peerIdentity = options.peerIdentity ?? (process.env.PEER_IDENTITY === "xfcc" ? peerIdentityFromEnv() : false);
   const { logger, metrics, lifecycle } = options;
   // The fields every line of this method shares are serialised once, as bindings.
   const rpcLogger = logger.child({ service: serviceTypeName, method: method.name, app: options.serviceName });
@@ -198,7 +222,7 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
       else rpcLogger.info(line, "rpc");
       return mapped;
     };
-    return { scope, otelContext: trace.setSpan(parent, span), span, finish };
+    return { ctx, scope, otelContext: trace.setSpan(parent, span), span, finish };
   }
 
   /** The call's scope once admitted; synchronous (no promise) when there is no token to verify. */
@@ -213,6 +237,11 @@ function wrapMethod(method: DescMethod, handler: AnyImpl, options: PipelineOptio
     };
     // No token on a public method: nothing to verify, nothing to wait for.
     if (authorization === undefined && contract.audience === "public") return admitted(undefined);
+    // In-process calls never crossed a sidecar: the calling service's own token speaks for it.
+    if (peerIdentity && contract.audience === "service" && !String(start.ctx.values.get(peerKey)).startsWith("in-process:")) {
+      const peer = peerService(everyHeaderValue(start.ctx, XFCC_HEADER), peerIdentity);
+      return authorizeServicePeer(options.tokens, authorization ?? null, peer).then(admitted);
+    }
     return authorize(options.tokens, contract.audience, authorization ?? null).then(admitted);
   }
 

@@ -32,7 +32,7 @@ function tokenForm(main: HTMLElement, problem?: unknown): void {
     h("h1", null, "Operations console"),
     problem
       ? titledErrorBox(
-          "That operator token was not accepted: it is mistyped, expired (a token from make token lasts 10 minutes) or signed with another SHOP_TOKEN_KEY.",
+          "That operator token was not accepted: it is mistyped, expired (a token from make token lasts 10 minutes) or signed with a key this shop does not trust (make token signs with the operator key of the shop it runs beside).",
           problem,
         )
       : null,
