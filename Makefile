@@ -136,7 +136,7 @@ token: node_modules/.installed ## Print an operator token for SERVICE-only metho
 	@MESH=$(MESH) node runner/token.ts service operator
 
 .PHONY: mesh
-mesh: node_modules/.installed envoy web/dist/index.html ## Every service as its own process with an Envoy sidecar, behind the edge on :8080 (MESH_PORT_OFFSET, EDGE_REFLECTION=off); Ctrl-C stops everything
+mesh: node_modules/.installed envoy web/dist/index.html ## Every service as its own process with an Envoy sidecar, behind the edge on :8080 (MESH_PORT_OFFSET, EDGE_REFLECTION=off, EDGE_TLS=1); Ctrl-C stops everything
 	exec node runner/mesh.ts
 
 .PHONY: bench

@@ -21,6 +21,16 @@
 //
 // Knobs: BENCH_RPS (1000), BENCH_WINDOW_S (3), BENCH_WINDOWS (5 per path),
 // BENCH_WARMUP_S (2 per path), BENCH_WRITE (1).
+//
+// `node bench/sidecar.ts --mtls`: the same pair with and without mTLS, in
+// one run. Two drill meshes side by side, one cleartext and one with the
+// mesh's mTLS and RBAC (envoy/mtls.ts, as `make mesh` generates them), each
+// with its own app; at each of BENCH_MTLS_RATES (1000,2000) calls/s the four
+// paths (each mesh's app directly, each mesh's pair) take turns in windows,
+// so all see the same machine. Per mesh and rate: the p50 and p99 the pair
+// adds over its own app called directly, and the CPU of both Envoys per
+// call. Writes the "Sidecar pair with and without mTLS" section of
+// BENCHMARKS.md (BENCH_WRITE=0 leaves it alone).
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -43,6 +53,11 @@ const MESSAGE = "hello";
 const WORKERS = 50;
 const TOTAL_BUDGET_MS = 10 * 60_000;
 const COMMAND = "node bench/sidecar.ts";
+const MTLS_RATES = (process.env.BENCH_MTLS_RATES ?? "1000,2000").split(",").map((r) => {
+  const n = Number(r.trim());
+  if (!Number.isInteger(n) || n < 10 || n > 20_000) throw new Error(`BENCH_MTLS_RATES: ${r} is not a rate in [10, 20000]`);
+  return n;
+});
 const TARGET_P99_MS = 1;
 
 type PathName = "direct" | "pair";
@@ -92,14 +107,14 @@ function rssMiB(pid: number): number {
   return Number(m[1]) / 1024;
 }
 
-function ghzArgs(protoset: string, request: string, target: string, seconds: number): string[] {
+function ghzArgs(protoset: string, request: string, target: string, seconds: number, rps = RPS): string[] {
   return [
     "--insecure",
     "--protoset", protoset,
     "--call", CALL,
     "-B", request,
-    "--rps", String(RPS),
-    "-n", String(RPS * seconds),
+    "--rps", String(rps),
+    "-n", String(rps * seconds),
     "--connections", "1",
     "-c", String(WORKERS),
     "-t", "5s",
@@ -169,10 +184,10 @@ function envoyVersion(): string {
 }
 
 /** Replaces the "## Sidecar" section of BENCHMARKS.md (to the next "## " or the end), or appends one. */
-function writeSection(section: string): void {
+function writeSection(section: string, heading = "## Sidecar"): void {
   const file = path.join(repoRoot, "BENCHMARKS.md");
   const text = fs.readFileSync(file, "utf8");
-  const start = text.search(/^## Sidecar\b/m);
+  const start = text.search(new RegExp(`^${heading.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`, "m"));
   if (start < 0) {
     fs.writeFileSync(file, `${text.trimEnd()}\n\n${section}\n`);
     return;
@@ -181,6 +196,17 @@ function writeSection(section: string): void {
   const next = rest.search(/^## /m);
   const end = next < 0 ? text.length : start + 1 + next;
   fs.writeFileSync(file, `${text.slice(0, start)}${section}\n${next < 0 ? "" : `\n${text.slice(end)}`}`);
+}
+
+
+/** The Echo protoset and one binary EchoRequest in dir, for ghz. */
+function echoRequestFiles(dir: string): { protoset: string; request: string } {
+  const protoset = path.join(dir, "echo.binpb");
+  const request = path.join(dir, "echo-request.bin");
+  const built = spawnSync("buf", ["build", "-o", protoset, "--path", "proto/mesh/testing/v1/echo.proto"], { cwd: repoRoot, encoding: "utf8" });
+  if (built.status !== 0) throw new Error(`buf build failed (node_modules/.bin on PATH?): ${built.stderr}`);
+  fs.writeFileSync(request, toBinary(EchoRequestSchema, create(EchoRequestSchema, { message: MESSAGE })));
+  return { protoset, request };
 }
 
 async function main(): Promise<void> {
@@ -193,11 +219,7 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shop-bench-sidecar-"));
   let mesh: DrillMesh | undefined;
   try {
-    const protoset = path.join(dir, "echo.binpb");
-    const request = path.join(dir, "echo-request.bin");
-    const built = spawnSync("buf", ["build", "-o", protoset, "--path", "proto/mesh/testing/v1/echo.proto"], { cwd: repoRoot, encoding: "utf8" });
-    if (built.status !== 0) throw new Error(`buf build failed (node_modules/.bin on PATH?): ${built.stderr}`);
-    fs.writeFileSync(request, toBinary(EchoRequestSchema, create(EchoRequestSchema, { message: MESSAGE })));
+    const { protoset, request } = echoRequestFiles(dir);
 
     mesh = await startDrillMesh({ replicas: 1, appLogLevel: "info" });
     const replica = mesh.replicas[0];
@@ -328,8 +350,164 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   process.on(signal, () => process.exit(130));
 }
 
+/** Where a path's calls go, and which processes' CPU counts for it. */
+interface MtlsPath {
+  readonly name: string;
+  readonly mesh: "cleartext" | "mTLS";
+  readonly kind: PathName;
+  readonly target: string;
+  readonly pids: { caller: number; callee: number; app: number };
+}
+
+async function compareMtls(): Promise<void> {
+  const budget = setTimeout(() => {
+    process.stderr.write(`bench/sidecar.ts --mtls: still running after ${TOTAL_BUDGET_MS / 60_000} minutes, giving up\n`);
+    process.exit(1);
+  }, TOTAL_BUDGET_MS);
+  budget.unref();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shop-bench-mtls-"));
+  const meshes: DrillMesh[] = [];
+  try {
+    const { protoset, request } = echoRequestFiles(dir);
+
+    const plain = await startDrillMesh({ replicas: 1, appLogLevel: "info" });
+    meshes.push(plain);
+    const mtls = await startDrillMesh({ replicas: 1, appLogLevel: "info", mtls: true });
+    meshes.push(mtls);
+    const paths: MtlsPath[] = (
+      [
+        ["cleartext", plain],
+        ["mTLS", mtls],
+      ] as const
+    ).flatMap(([name, mesh]) => {
+      const replica = mesh.replicas[0];
+      const pids = { caller: mesh.caller.pid, callee: replica.sidecar.pid, app: replica.app.pid };
+      return [
+        { name: `${name} direct`, mesh: name, kind: "direct" as const, target: `127.0.0.1:${replica.ports.app}`, pids },
+        { name: `${name} pair`, mesh: name, kind: "pair" as const, target: mesh.callerUrl.replace("http://", ""), pids },
+      ];
+    });
+    const load = os.loadavg();
+    log(`Sidecar pair with and without mTLS: ${CALL} at ${MTLS_RATES.join(" and ")} calls/s, ${WINDOWS} × ${WINDOW_S} s windows per path and rate, in turns`);
+    log(`Machine: ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? "unknown CPU"}), ${os.type()} ${os.release()}, Node ${process.version}, Envoy ${envoyVersion()}, load average ${load.map((l) => l.toFixed(2)).join(" ")}`);
+    log();
+
+    interface Measured {
+      readonly path: MtlsPath;
+      readonly rps: number;
+      readonly latenciesMs: number[];
+      readonly seconds: number;
+      readonly cpu: { caller: number; callee: number; app: number };
+    }
+    const measured: Measured[] = [];
+    for (const rps of MTLS_RATES) {
+      if (WARMUP_S > 0) for (const p of paths) latencies(await runGhz(ghzArgs(protoset, request, p.target, WARMUP_S, rps), WARMUP_S), rps * WARMUP_S, `${p.name} warm-up at ${rps}/s`);
+      for (let w = 0; w < WINDOWS; w++) {
+        // A different path first in each window, so none always follows another.
+        const order = paths.map((_, i) => paths[(i + w) % paths.length]);
+        for (const p of order) {
+          const cpu0 = { caller: cpuSeconds(p.pids.caller), callee: cpuSeconds(p.pids.callee), app: cpuSeconds(p.pids.app) };
+          const t0 = performance.now();
+          const report = await runGhz(ghzArgs(protoset, request, p.target, WINDOW_S, rps), WINDOW_S);
+          const seconds = (performance.now() - t0) / 1000;
+          const cpu = { caller: cpuSeconds(p.pids.caller) - cpu0.caller, callee: cpuSeconds(p.pids.callee) - cpu0.callee, app: cpuSeconds(p.pids.app) - cpu0.app };
+          const lat = latencies(report, rps * WINDOW_S, `${p.name} window ${w + 1} at ${rps}/s`);
+          measured.push({ path: p, rps, latenciesMs: lat, seconds, cpu });
+          const sorted = [...lat].sort((a, b) => a - b);
+          log(`${String(rps).padStart(5)}/s window ${w + 1} ${p.name.padEnd(16)} ${report.rps.toFixed(0).padStart(5)} calls/s  p50 ${ms(percentile(sorted, 50))} ms  p99 ${ms(percentile(sorted, 99))} ms`);
+        }
+      }
+    }
+
+    const rows: string[][] = [];
+    const figures: Record<string, { p50: number; p99: number; cpu: number }> = {};
+    for (const rps of MTLS_RATES) {
+      for (const mesh of ["cleartext", "mTLS"] as const) {
+        const of = (kind: PathName) => measured.filter((m) => m.rps === rps && m.path.mesh === mesh && m.path.kind === kind);
+        const sorted = (kind: PathName) => of(kind).flatMap((m) => m.latenciesMs).sort((a, b) => a - b);
+        const direct = sorted("direct");
+        const pair = sorted("pair");
+        const calls = pair.length;
+        const pairSeconds = of("pair").reduce((t, m) => t + m.seconds, 0);
+        const envoyCpu = of("pair").reduce((t, m) => t + m.cpu.caller + m.cpu.callee, 0);
+        const callerCpu = of("pair").reduce((t, m) => t + m.cpu.caller, 0);
+        const calleeCpu = of("pair").reduce((t, m) => t + m.cpu.callee, 0);
+        const added = { p50: percentile(pair, 50) - percentile(direct, 50), p99: percentile(pair, 99) - percentile(direct, 99) };
+        const perCall = (envoyCpu / calls) * 1e6;
+        figures[`${rps} ${mesh}`] = { ...added, cpu: perCall };
+        rows.push([
+          `${rps}`,
+          mesh,
+          String(calls),
+          (calls / pairSeconds).toFixed(0),
+          `${ms(percentile(direct, 50))} / ${ms(percentile(direct, 99))}`,
+          `${ms(percentile(pair, 50))} / ${ms(percentile(pair, 99))}`,
+          `**${ms(added.p50)}**`,
+          `**${ms(added.p99)}**`,
+          `**${perCall.toFixed(0)} µs**`,
+          `${((callerCpu / calls) * 1e6).toFixed(0)} + ${((calleeCpu / calls) * 1e6).toFixed(0)} µs`,
+        ]);
+      }
+    }
+    const resultTable = table(
+      ["calls/s", "sidecars", "calls", "pair calls/s", "direct p50 / p99 ms", "pair p50 / p99 ms", "added p50 ms", "added p99 ms", "pair CPU per call", "caller + callee"],
+      rows,
+    );
+    const mtlsCost = MTLS_RATES.map((rps) => {
+      const c = figures[`${rps} cleartext`];
+      const t = figures[`${rps} mTLS`];
+      return `at ${rps} calls/s mTLS cost the pair ${(t.cpu - c.cpu).toFixed(0)} µs of CPU per call (${(((t.cpu - c.cpu) / c.cpu) * 100).toFixed(0)}%) and moved the added p50 by ${ms(t.p50 - c.p50)} ms, the added p99 by ${ms(t.p99 - c.p99)} ms`;
+    }).join("; ");
+    log();
+    log(resultTable);
+    log();
+    log(`${mtlsCost[0].toUpperCase()}${mtlsCost.slice(1)}.`);
+
+    if (WRITE) {
+      const today = new Date().toISOString().slice(0, 16).replace("T", " ");
+      const heading = "## Sidecar pair with and without mTLS (issue 11: zero trust)";
+      writeSection(
+        [
+          heading,
+          "",
+          "```sh",
+          `${COMMAND} --mtls      # about ${Math.ceil((MTLS_RATES.length * 4 * (WINDOWS * WINDOW_S + WARMUP_S) + 10) / 10) * 10} s; BENCH_WRITE=0 leaves this file alone`,
+          "```",
+          "",
+          "Two drill meshes side by side (`test/mesh-drills/drill-mesh.ts`), one EchoService replica behind a",
+          "caller's and a callee's sidecar each: one cleartext, one with the mesh's mTLS (TLS 1.3, client",
+          "certificates from the mesh CA through SDS files, RBAC on the callee's inbound listener,",
+          "x-forwarded-client-cert: `envoy/mtls.ts`, as `make mesh` generates them). At each rate the four",
+          "paths (each mesh's app directly, each mesh's pair) take turns in windows of ghz calls",
+          `(\`--rps <rate> --connections 1 -c ${WORKERS}\`); "added" is a pair's percentile minus its own app's, and`,
+          "the CPU per call is both Envoys' utime + stime over the pair windows divided by the calls.",
+          "",
+          `Measured ${today} UTC. ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? "unknown CPU"}), Linux ${os.release()},`,
+          `Node ${process.version}, Envoy ${envoyVersion()}, load average at the start ${load.map((l) => l.toFixed(2)).join(" ")}, at the end ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}.`,
+          `${WINDOWS} windows × ${WINDOW_S} s per path and rate after ${WARMUP_S} s of warm-up each; every call answered OK:`,
+          "",
+          resultTable,
+          "",
+          `${mtlsCost[0].toUpperCase()}${mtlsCost.slice(1)}.`,
+          "The proxies keep their upstream connections open, so a handshake is rare; what mTLS adds per",
+          "call is the encryption of each request and answer on the hop between the two sidecars, and the",
+          "RBAC check. The percentiles move with whatever else the machine runs (its cores shared with ghz,",
+          "the apps and four Envoys), and a difference below the spread of one path's windows is noise:",
+          "compare the CPU per call first.",
+        ].join("\n"),
+        heading,
+      );
+      log(`BENCHMARKS.md: "${heading.slice(3)}" section written`);
+    }
+  } finally {
+    for (const m of meshes) await m.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 try {
-  await main();
+  if (process.argv.includes("--mtls")) await compareMtls();
+  else await main();
 } catch (err) {
   process.stderr.write(`bench/sidecar.ts: ${(err as Error).stack ?? String(err)}\n`);
   process.exitCode = 1;

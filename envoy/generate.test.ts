@@ -9,6 +9,7 @@ import { upstreamClusterName } from "./clusters.ts";
 import { healthService, instanceAdminServices, loadServiceDescriptors, methodContracts, reflectionServices } from "./contracts.ts";
 import { generateConfigs, generatedRoot, staleFiles, TARGETS } from "./generate.ts";
 import type { GeneratedConfig } from "./generate.ts";
+import { KUBERNETES_SDS_DIR, KUBERNETES_TLS_DIR, spiffeId } from "./mtls.ts";
 import { checkPortScheme, edgePorts, instancesOf } from "./ports.ts";
 import { APP_LIMITS, APP_PUBLIC_STREAM_LIMITS, APP_STREAM_LIMITS, budgetOf, CALLER_LIMITS, duration, EDGE_HTTP2, PUBLIC_STREAM_LIMITS, RETRY, STREAM_LIMITS } from "./policy.ts";
 
@@ -39,6 +40,11 @@ function clusters(config: GeneratedConfig): Json[] {
   return (config.config as Json).static_resources.clusters;
 }
 
+/** The Envoy bootstraps among the generated files (not the SDS resource files beside them). */
+function bootstraps(configs: GeneratedConfig[]): GeneratedConfig[] {
+  return configs.filter((c) => c.kind !== "sds");
+}
+
 function byFile(configs: GeneratedConfig[], file: string): GeneratedConfig {
   const found = configs.find((c) => c.file === file);
   if (!found) throw new Error(`no ${file} among ${configs.map((c) => c.file).join(", ")}`);
@@ -61,9 +67,13 @@ describe("envoy/generate.ts", function () {
     expect(problems).to.deep.equal([]);
   });
 
-  it("writes a sidecar per instance locally, one per service for Kubernetes, and one edge each", function () {
-    expect(local.map((c) => c.file).sort()).to.deep.equal([...instancesOf(topology).map((i) => `sidecar-${i.name}.yaml`), "edge.yaml"].sort());
-    expect(kubernetes.map((c) => c.file).sort()).to.deep.equal([...Object.keys(topology.services).map((s) => `sidecar-${s}.yaml`), "edge.yaml"].sort());
+  it("writes a sidecar per instance locally, one per service for Kubernetes, and one edge each (and its TLS twin for Kubernetes)", function () {
+    expect(bootstraps(local).map((c) => c.file).sort()).to.deep.equal([...instancesOf(topology).map((i) => `sidecar-${i.name}.yaml`), "edge.yaml"].sort());
+    expect(bootstraps(kubernetes).map((c) => c.file).sort()).to.deep.equal([...Object.keys(topology.services).map((s) => `sidecar-${s}.yaml`), "edge.yaml", "edge-tls.yaml"].sort());
+    // Beside them the SDS resource files: per identity locally, one pair every pod reads in Kubernetes.
+    const identities = [...Object.keys(topology.services), "edge"];
+    expect(local.filter((c) => c.kind === "sds").map((c) => c.file).sort()).to.deep.equal(identities.flatMap((i) => [`sds-${i}-cert.yaml`, `sds-${i}-ca.yaml`]).sort());
+    expect(kubernetes.filter((c) => c.kind === "sds").map((c) => c.file).sort()).to.deep.equal(["sds-mesh-ca.yaml", "sds-mesh-cert.yaml"]);
     expect(local.filter((c) => c.service === "catalog")).to.have.length(2);
   });
 
@@ -72,7 +82,7 @@ describe("envoy/generate.ts", function () {
       const descriptors = await loadServiceDescriptors(topology);
       const contracts = new Map([...descriptors.values()].flat().flatMap((s) => s.methods.map(contractOf)).map((c) => [c.path, c]));
       let checked = 0;
-      for (const config of [...local, ...kubernetes]) {
+      for (const config of bootstraps([...local, ...kubernetes])) {
         for (const name of config.kind === "edge" ? ["edge"] : ["inbound", "outbound"]) {
           for (const r of routes(config, name)) {
             const contract = contracts.get(r.match.path);
@@ -183,7 +193,7 @@ describe("envoy/generate.ts", function () {
   });
 
   describe("upstream clusters", function () {
-    const upstreams = (configs: GeneratedConfig[]) => configs.flatMap((c) => clusters(c).filter((x) => !x.name.startsWith("local_app")).map((x) => ({ file: c.file, cluster: x })));
+    const upstreams = (configs: GeneratedConfig[]) => bootstraps(configs).flatMap((c) => clusters(c).filter((x) => !x.name.startsWith("local_app")).map((x) => ({ file: c.file, cluster: x })));
     /** "orders-streams" → "orders". */
     const serviceOf = (cluster: string) => cluster.replace(/-(public-)?streams$/, "");
 
@@ -283,7 +293,7 @@ describe("envoy/generate.ts", function () {
     });
 
     it("keeps admin endpoints on loopback, in both targets", function () {
-      for (const config of [...local, ...kubernetes]) {
+      for (const config of bootstraps([...local, ...kubernetes])) {
         expect((config.config as Json).admin.address.socket_address.address, config.file).to.equal("127.0.0.1");
       }
     });
@@ -291,7 +301,7 @@ describe("envoy/generate.ts", function () {
 
   describe("budgets: streams never share a circuit breaker with unary calls", function () {
     const proxies = () =>
-      [...local, ...kubernetes].flatMap((config) => (config.kind === "edge" ? ["edge"] : ["inbound", "outbound"]).map((name) => ({ config, name })));
+      bootstraps([...local, ...kubernetes]).flatMap((config) => (config.kind === "edge" ? ["edge"] : ["inbound", "outbound"]).map((name) => ({ config, name })));
 
     it("sends every method, at every proxy, to the cluster of its budget: unary, signed-in streams, public streams", async function () {
       const descriptors = await loadServiceDescriptors(topology);
@@ -320,7 +330,7 @@ describe("envoy/generate.ts", function () {
 
     it("gives each stream cluster the endpoints and health checks of its service's unary cluster, and no retries", function () {
       let checked = 0;
-      for (const config of [...local, ...kubernetes]) {
+      for (const config of bootstraps([...local, ...kubernetes])) {
         const all = clusters(config);
         for (const c of all.filter((x) => /-(public-)?streams$/.test(x.name))) {
           const unary = all.find((x) => x.name === c.name.replace(/-(public-)?streams$/, ""))!;
@@ -332,8 +342,8 @@ describe("envoy/generate.ts", function () {
           checked++;
         }
       }
-      // orders-streams and reflection-public-streams at each edge, orders-streams at each storefront sidecar.
-      expect(checked).to.equal(6);
+      // orders-streams and reflection-public-streams at each edge (the local one, the kubernetes one and its TLS twin), orders-streams at each storefront sidecar.
+      expect(checked).to.equal(8);
     });
 
     it("puts the inbound side's streams in front of the app on budgets of their own", function () {
@@ -345,7 +355,7 @@ describe("envoy/generate.ts", function () {
     });
 
     it("bounds the streams one client connection holds at the edge, and only there", function () {
-      for (const config of [...local, ...kubernetes]) {
+      for (const config of bootstraps([...local, ...kubernetes])) {
         for (const name of config.kind === "edge" ? ["edge"] : ["inbound", "outbound"]) {
           const h2 = hcm(config, name).http2_protocol_options;
           if (config.kind === "edge") {
@@ -369,6 +379,133 @@ describe("envoy/generate.ts", function () {
         const upstream = routes(edge, "edge").filter((r) => r.route && (r.match.path ?? r.match.prefix ?? "").startsWith("/grpc.health.v1.Health/"));
         expect(new Set(upstream.map((r) => r.match.path))).to.deep.equal(new Set(["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/List"]));
       }
+    });
+  });
+
+  describe("mTLS and RBAC from the topology", function () {
+    const TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.";
+    const sdsPathsOf = (context: Json) => [
+      ...context.tls_certificate_sds_secret_configs.map((c: Json) => c.sds_config.path_config_source.path),
+      (context.validation_context_sds_secret_config ?? context.combined_validation_context.validation_context_sds_secret_config).sds_config.path_config_source.path,
+    ];
+    /** The principals (service names) and path prefixes of each RBAC policy of a sidecar's inbound listener. */
+    const rbacOf = (config: GeneratedConfig) => {
+      const filter = hcm(config, "inbound").http_filters.find((f: Json) => f.name === "envoy.filters.http.rbac");
+      expect(filter, config.file).to.not.equal(undefined);
+      expect(filter.typed_config.rules.action).to.equal("ALLOW");
+      return Object.fromEntries(
+        Object.entries(filter.typed_config.rules.policies as Record<string, Json>).map(([name, p]) => [
+          name,
+          {
+            from: p.principals[0].or_ids.ids.map((id: Json) => String(id.authenticated.principal_name.exact).replace(/^spiffe:\/\/shop\.local\/ns\/shop\/sa\//, "")),
+            paths: p.permissions[0].or_rules.rules.map((r: Json) => r.url_path.path.prefix),
+          },
+        ]),
+      );
+    };
+
+    it("requires a client certificate of the mesh CA on every inbound listener (TLS 1.3, h2), read through watched SDS files", function () {
+      for (const config of bootstraps([...local, ...kubernetes]).filter((c) => c.kind === "sidecar")) {
+        const socket = listener(config, "inbound").filter_chains[0].transport_socket;
+        expect(socket.typed_config["@type"], config.file).to.equal(`${TLS}DownstreamTlsContext`);
+        expect(socket.typed_config.require_client_certificate).to.equal(true);
+        const context = socket.typed_config.common_tls_context;
+        expect(context.alpn_protocols).to.deep.equal(["h2"]);
+        expect(context.tls_params.tls_minimum_protocol_version).to.equal("TLSv1_3");
+        const dir = local.includes(config) ? ".mesh/envoy" : KUBERNETES_SDS_DIR;
+        const identity = local.includes(config) ? config.service : "mesh";
+        expect(sdsPathsOf(context)).to.deep.equal([`${dir}/sds-${identity}-cert.yaml`, `${dir}/sds-${identity}-ca.yaml`]);
+        for (const c of [...context.tls_certificate_sds_secret_configs, context.validation_context_sds_secret_config]) {
+          expect(c.sds_config.path_config_source.watched_directory, config.file).to.deep.equal({ path: dir });
+        }
+        // The outbound listener is the app's, on loopback: cleartext.
+        expect(listener(config, "outbound").filter_chains[0]).to.not.have.property("transport_socket");
+      }
+    });
+
+    it("hands the app the verified caller (x-forwarded-client-cert, SANITIZE_SET with the URI) at inbound listeners only", function () {
+      for (const config of bootstraps(local).filter((c) => c.kind === "sidecar")) {
+        expect(hcm(config, "inbound"), config.file).to.include({ forward_client_cert_details: "SANITIZE_SET" });
+        expect(hcm(config, "inbound").set_current_client_cert_details).to.deep.equal({ uri: true });
+        // Envoy's default elsewhere (SANITIZE): a header the app sends out is dropped.
+        expect(hcm(config, "outbound")).to.not.have.property("forward_client_cert_details");
+      }
+    });
+
+    it("presents the caller's certificate to every other service's inbound listener and accepts only the callee's SPIFFE ID", function () {
+      let checked = 0;
+      for (const config of bootstraps([...local, ...kubernetes])) {
+        for (const c of clusters(config)) {
+          const service = c.name.replace(/-(public-)?streams$/, "");
+          if (!topology.services[service]) {
+            // The app beside a sidecar, the edge backend beside the edge: loopback, cleartext.
+            expect(c, `${config.file} ${c.name}`).to.not.have.property("transport_socket");
+            continue;
+          }
+          const context = c.transport_socket.typed_config;
+          expect(context["@type"], `${config.file} ${c.name}`).to.equal(`${TLS}UpstreamTlsContext`);
+          expect(context.common_tls_context.alpn_protocols).to.deep.equal(["h2"]);
+          expect(context.common_tls_context.combined_validation_context.default_validation_context.match_typed_subject_alt_names).to.deep.equal([
+            { san_type: "URI", matcher: { exact: spiffeId(service) } },
+          ]);
+          const own = config.kind === "edge" ? "edge" : config.service;
+          const [dir, identity] = local.includes(config) ? [".mesh/envoy", own] : [KUBERNETES_SDS_DIR, "mesh"];
+          expect(sdsPathsOf(context.common_tls_context)).to.deep.equal([`${dir}/sds-${identity}-cert.yaml`, `${dir}/sds-${identity}-ca.yaml`]);
+          checked++;
+        }
+      }
+      expect(checked).to.be.greaterThan(30);
+    });
+
+    it("lets only the callers topology.json names, the edge and the edge backend through, each to its own paths", function () {
+      const health = "/grpc.health.v1.Health/";
+      const admin = ["/mesh.v1.EventAdminService/", "/mesh.v1.OpsService/"];
+      for (const catalog of [byFile(local, "sidecar-catalog-1.yaml"), byFile(kubernetes, "sidecar-catalog.yaml")]) {
+        expect(rbacOf(catalog)).to.deep.equal({
+          "topology-callers": { from: ["orders", "storefront"], paths: ["/shop.catalog.v1.CatalogService/", health] },
+          edge: { from: ["edge"], paths: ["/shop.catalog.v1.CatalogService/", health, ...admin] },
+          "edge-backend": { from: ["edge-backend"], paths: admin },
+        });
+      }
+      // Nobody calls payments and the edge does not expose it: the edge may ask its health, the edge backend its admin services.
+      expect(rbacOf(byFile(local, "sidecar-payments-0.yaml"))).to.deep.equal({
+        edge: { from: ["edge"], paths: [health] },
+        "edge-backend": { from: ["edge-backend"], paths: admin },
+      });
+      expect(rbacOf(byFile(local, "sidecar-orders-0.yaml"))["topology-callers"].from).to.deep.equal(["storefront"]);
+      // Before the gRPC stats and the router; the refusal names the rule.
+      const orders = hcm(byFile(local, "sidecar-orders-0.yaml"), "inbound");
+      expect(orders.http_filters.map((f: Json) => f.name)).to.deep.equal([
+        "envoy.filters.http.header_to_metadata",
+        "envoy.filters.http.rbac",
+        "envoy.filters.http.grpc_stats",
+        "envoy.filters.http.router",
+      ]);
+      expect(orders.local_reply_config.mappers[0].body_format_override.text_format_source.inline_string).to.match(/may not call %REQ\(:PATH\)% on orders: topology.json lets storefront call orders/);
+    });
+
+    it("writes SDS files that name the certificate folder: the mesh folder locally, the Secret mount in Kubernetes", function () {
+      const cert = byFile(kubernetes, "sds-mesh-cert.yaml").config as Json;
+      expect(cert.resources).to.have.length(1);
+      expect(cert.resources[0].tls_certificate).to.deep.equal({
+        certificate_chain: { filename: `${KUBERNETES_TLS_DIR}/tls.crt` },
+        private_key: { filename: `${KUBERNETES_TLS_DIR}/tls.key` },
+        watched_directory: { path: KUBERNETES_TLS_DIR },
+      });
+      expect((byFile(kubernetes, "sds-mesh-ca.yaml").config as Json).resources[0].validation_context).to.deep.equal({
+        trusted_ca: { filename: `${KUBERNETES_TLS_DIR}/ca.crt` },
+        watched_directory: { path: KUBERNETES_TLS_DIR },
+      });
+      expect((byFile(local, "sds-orders-cert.yaml").config as Json).resources[0].tls_certificate.private_key).to.deep.equal({ filename: ".mesh/certs/orders/tls.key" });
+    });
+
+    it("leaves mTLS out only when asked to (mtls: false), and then nothing of it is written", async function () {
+      const plain = await generateConfigs({ target: "local", mtls: false });
+      expect(plain.filter((c) => c.kind === "sds")).to.deep.equal([]);
+      const orders = byFile(plain, "sidecar-orders-0.yaml");
+      expect(listener(orders, "inbound").filter_chains[0]).to.not.have.property("transport_socket");
+      expect(hcm(orders, "inbound").http_filters.map((f: Json) => f.name)).to.not.include("envoy.filters.http.rbac");
+      expect(clusters(orders).find((c) => c.name === "catalog")).to.not.have.property("transport_socket");
     });
   });
 

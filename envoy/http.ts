@@ -1,5 +1,6 @@
 // The pieces every Envoy of the mesh shares: a listener with an HTTP
-// connection manager, JSON access logs that carry the trace id, the admin
+// connection manager (behind the transport socket it is given: mTLS on the
+// sidecars' inbound listeners, mtls.ts), JSON access logs that carry the trace id, the admin
 // endpoint on loopback, and the bootstrap around them.
 import type { DescService } from "@bufbuild/protobuf";
 import { duration, MAX_DOWNSTREAM_CONNECTIONS } from "./policy.ts";
@@ -34,6 +35,16 @@ export interface ListenerOptions {
   /** HTTP/2 limits for the listener's clients (the edge's: policy.ts EDGE_HTTP2). Default Envoy's. */
   http2?: { readonly maxConcurrentStreams: number; readonly initialStreamWindowSize: number; readonly initialConnectionWindowSize: number };
   tracing?: TracingExport;
+  /** The listener's transport socket (an inbound listener's: mtls.ts downstreamTls). Default cleartext. */
+  transportSocket?: YamlValue;
+  /**
+   * Behind mTLS: the verified caller's URI SAN, and nothing a client sent, in
+   * x-forwarded-client-cert (SANITIZE_SET). Without it Envoy's default
+   * (SANITIZE) drops the header, so no listener passes a forged one on.
+   */
+  forwardClientCert?: boolean;
+  /** The HTTP connection manager's local_reply_config (an inbound listener's: the RBAC refusal, mtls.ts). */
+  localReplies?: YamlValue;
 }
 
 const TRACE_METADATA = "shop.trace";
@@ -148,9 +159,11 @@ export function httpListener(options: ListenerOptions): YamlValue {
   const hcm: Record<string, YamlValue | undefined> = {
     "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
     stat_prefix: options.name,
-    // HTTP/1.1 (browsers, curl) and cleartext HTTP/2 (gRPC) on one port.
+    // HTTP/1.1 (browsers, curl) and HTTP/2 (gRPC) on one port; behind TLS, ALPN decides.
     codec_type: "AUTO",
     use_remote_address: options.edge ? true : undefined,
+    forward_client_cert_details: options.forwardClientCert ? "SANITIZE_SET" : undefined,
+    set_current_client_cert_details: options.forwardClientCert ? { uri: true } : undefined,
     normalize_path: options.edge ? true : undefined,
     merge_slashes: options.edge ? true : undefined,
     request_headers_timeout: options.edge ? duration(10_000) : undefined,
@@ -163,6 +176,7 @@ export function httpListener(options: ListenerOptions): YamlValue {
         }
       : undefined,
     tracing: options.tracing ? tracingConfig(options.proxy, options.tracing) : undefined,
+    local_reply_config: options.localReplies,
     access_log: accessLog(options),
     route_config: {
       name: options.name,
@@ -181,7 +195,7 @@ export function httpListener(options: ListenerOptions): YamlValue {
   return {
     name: options.name,
     address: { socket_address: { address: options.address, port_value: options.port } },
-    filter_chains: [{ filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: hcm }] }],
+    filter_chains: [{ filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: hcm }], transport_socket: options.transportSocket }],
   };
 }
 

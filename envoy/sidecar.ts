@@ -9,6 +9,14 @@
 //   load-balanced cluster of their replicas, with retries where the contract
 //   allows them. Anything else answers PERMISSION_DENIED naming the rule.
 //
+// With mTLS (mtls.ts; every generated config has it) the inbound listener
+// takes only TLS with a client certificate of the mesh CA, lets through only
+// the SPIFFE IDs topology.json allows (RBAC: the services that may call this
+// one, the edge, the edge backend; PERMISSION_DENIED for anyone else, even a
+// caller that bypasses its own outbound routes), and hands the app the
+// verified caller in x-forwarded-client-cert. Each outbound cluster presents
+// this service's certificate and accepts only the callee's.
+//
 // On both sides streams have budgets of their own (policy.ts): a route goes to
 // the cluster of its method's budget, so streams of signed-in callers
 // (local_app_streams, <callee>-streams), public streams (Health/Watch:
@@ -20,6 +28,8 @@ import { budgetsUsed, localAppCluster, localAppClusterName, upstreamCluster, ups
 import type { Endpoint } from "./clusters.ts";
 import { healthService, instanceAdminServices, methodContracts } from "./contracts.ts";
 import { bootstrap, httpListener } from "./http.ts";
+import { downstreamTls, inboundPolicy, inboundRbac, rbacDeniedReplies, upstreamTls } from "./mtls.ts";
+import type { MeshTls } from "./mtls.ts";
 import type { TracingExport } from "./http.ts";
 import { budgetOf } from "./policy.ts";
 import type { CallerLimits, StreamLimits } from "./policy.ts";
@@ -51,6 +61,8 @@ export interface SidecarOptions {
   streamLimits?: StreamLimits;
   /** Circuit breakers of the outbound clusters for public streams. Default PUBLIC_STREAM_LIMITS. */
   publicStreamLimits?: StreamLimits;
+  /** mTLS and RBAC from the topology (mtls.ts); the generator always sets it. Without it (some drills, the interop mesh) everything is cleartext and unchecked. */
+  mtls?: MeshTls;
 }
 
 export function sidecarConfig(options: SidecarOptions): YamlValue {
@@ -59,6 +71,7 @@ export function sidecarConfig(options: SidecarOptions): YamlValue {
   const calls = topology.services[service]?.calls ?? [];
 
   const inboundContracts = methodContracts([...own, healthService, ...instanceAdminServices]);
+  const policy = inboundPolicy(topology, service);
   const inbound = httpListener({
     name: "inbound",
     address: options.inboundAddress,
@@ -67,6 +80,14 @@ export function sidecarConfig(options: SidecarOptions): YamlValue {
     routes: inboundContracts.map((c) => methodRoute(c, { cluster: localAppClusterName(budgetOf(c)), retries: false })),
     statsFor: own,
     tracing: options.tracing,
+    ...(options.mtls
+      ? {
+          transportSocket: downstreamTls(options.mtls),
+          forwardClientCert: true,
+          filters: [inboundRbac({ policy, spiffe: options.mtls.spiffe, own, health: healthService, admin: instanceAdminServices })],
+          localReplies: rbacDeniedReplies(service, policy),
+        }
+      : {}),
   });
 
   const callees = calls.map((callee) => ({ callee, services: descriptors.get(callee) ?? [] }));
@@ -104,6 +125,7 @@ export function sidecarConfig(options: SidecarOptions): YamlValue {
             healthService: services[0]?.typeName ?? "",
             limits: options.callerLimits,
             streamLimits: budget === "streams" ? options.streamLimits : budget === "public-streams" ? options.publicStreamLimits : undefined,
+            transportSocket: options.mtls ? upstreamTls(options.mtls, callee) : undefined,
           }),
         ),
       ),

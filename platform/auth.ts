@@ -194,14 +194,13 @@ const GATEWAY_IDENTITIES = new Set(["edge", "edge-backend"]);
 
 /**
  * A SERVICE-audience call behind the mesh's sidecar (PEER_IDENTITY=xfcc): the
- * caller is the identity of the mesh certificate the sidecar verified
- * (x-forwarded-client-cert, peer-identity.ts), not a bearer token.
+ * caller must be who both its mesh certificate (verified by the sidecar,
+ * x-forwarded-client-cert: peer-identity.ts) and its service token say.
  * - No verified identity: PERMISSION_DENIED (nothing reaches the app but
  *   through its sidecar, which always says who called).
- * - A service's certificate: that service is the caller. A token sent along
- *   must still verify, and a service token naming another service is
- *   PERMISSION_DENIED: a stolen token does not travel with another
- *   certificate.
+ * - A service's certificate: its service token must name that same service,
+ *   or PERMISSION_DENIED. A stolen token is worthless from another workload,
+ *   and a forged header is worthless without that service's signing key.
  * - The edge or its backend: they relay someone outside, whose own token
  *   (an operator's) decides, as without the mesh.
  */
@@ -213,14 +212,9 @@ export async function authorizeServicePeer(
   if (peer === undefined) {
     throw new ConnectError("this method may only be called by another service of the mesh: no verified caller certificate", Code.PermissionDenied);
   }
-  if (GATEWAY_IDENTITIES.has(peer)) return (await authorize(authority, "service", authorization))!;
-  const token = bearerToken(authorization);
-  if (token === undefined && authorization) throw new ConnectError("authorization header must be 'Bearer <token>'", Code.Unauthenticated);
-  if (token !== undefined) {
-    const claimed = await authority.verify(token);
-    if (claimed.kind === "service" && claimed.subject !== peer) {
-      throw new ConnectError(`the token is ${claimed.subject}'s but the caller's certificate is ${peer}'s`, Code.PermissionDenied);
-    }
+  const principal = (await authorize(authority, "service", authorization))!;
+  if (!GATEWAY_IDENTITIES.has(peer) && principal.subject !== peer) {
+    throw new ConnectError(`the token is ${principal.subject}'s but the caller's certificate is ${peer}'s`, Code.PermissionDenied);
   }
-  return { kind: "service", subject: peer };
+  return principal;
 }

@@ -9,10 +9,12 @@
 // `node runner/instance.ts edge-backend` (formerly `reflection`, still
 // accepted) is the process beside the edge Envoy that answers what no single
 // service can (envoy/edge.ts routes it there):
-//   - server reflection over the descriptors of every topology service;
+//   - server reflection over what the edge routes, nothing more
+//     (envoy/contracts.ts edgeServices: the exposed services, health, the
+//     admin services, reflection; payments' symbols are NOT_FOUND);
 //   - mesh.v1.OpsService and mesh.v1.EventAdminService for the whole mesh:
 //     every call is asked of every service instance (through its sidecar's
-//     inbound listener) and the answers merged (platform/ops/merge.ts,
+//     inbound listener, over mTLS as sa/edge-backend) and the answers merged (platform/ops/merge.ts,
 //     event-admin.ts). The operator's token is checked here (these methods
 //     take a service token) and forwarded as it came to each instance;
 //   - the browser app, web/dist (runner/web-app.ts, as `make run` serves it).
@@ -28,7 +30,14 @@
 //   MESH_DISCOVERY         "local" (default): the instances of topology.json on loopback, by the port scheme;
 //                          "dns": every pod behind each service's headless Service (Kubernetes), asked again every few seconds
 //   MESH_NAMESPACE         with dns: the namespace of the Services, default "shop"
+//   MESH_TLS_DIR           its mesh certificate (tls.crt, tls.key, ca.crt: spiffe://shop.local/ns/shop/sa/edge-backend),
+//                          default /etc/shop/mesh-tls; every call to an inbound listener is mTLS, the callee's SPIFFE ID
+//                          checked, and the files are read again when they change (rotation)
+//   MESH_TRUST_DOMAIN, MESH_SPIFFE_NAMESPACE  the SPIFFE IDs' trust domain and namespace, default shop.local and shop
+import { createHash } from "node:crypto";
 import { resolve4 } from "node:dns/promises";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import type { Client, Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -51,7 +60,8 @@ import {
   withCallPolicy,
 } from "@shop/platform";
 import type { Logger, TokenAuthority } from "@shop/platform";
-import { healthService, instanceAdminServices, loadServiceDescriptors, reflectionServices } from "../envoy/contracts.ts";
+import { edgeServices, loadServiceDescriptors } from "../envoy/contracts.ts";
+import { KUBERNETES_TLS_DIR, spiffeId, TLS_FILES } from "../envoy/mtls.ts";
 import { edgePorts, instancePorts, instancesOf } from "../envoy/ports.ts";
 import { EventAdminService } from "../gen/mesh/v1/events_pb.js";
 import { OpsService } from "../gen/mesh/v1/ops_pb.js";
@@ -107,9 +117,41 @@ const FAN_OUT_MARGIN_MS = 300;
 /** How long a DNS answer about the pods of a service is used. */
 const DNS_TTL_MS = 3000;
 
+/** How long the mesh certificate's files are used before they are read again (a rotated one is picked up within this). */
+const TLS_RELOAD_MS = 10_000;
+
+interface MeshTlsFiles {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly ca: Buffer;
+  /** Changes when any of the three does: clients made with older files are replaced. */
+  readonly version: string;
+}
+
+/**
+ * The edge backend's mesh certificate (MESH_TLS_DIR), read when first needed
+ * and again every TLS_RELOAD_MS. Missing files fail the calls that need them
+ * (UNAVAILABLE, naming the folder), not the process: it also serves
+ * reflection and the browser app.
+ */
+function meshTlsFiles(dir: string): () => MeshTlsFiles {
+  let cached: { at: number; files: MeshTlsFiles } | undefined;
+  return () => {
+    if (cached && Date.now() - cached.at < TLS_RELOAD_MS) return cached.files;
+    try {
+      const [cert, key, ca] = [TLS_FILES.cert, TLS_FILES.key, TLS_FILES.ca].map((f) => readFileSync(join(dir, f)));
+      const version = createHash("sha256").update(cert).update(key).update(ca).digest("hex");
+      cached = { at: Date.now(), files: { cert, key, ca, version } };
+      return cached.files;
+    } catch (err) {
+      throw new ConnectError(`the edge backend has no mesh certificate in ${dir} (MESH_TLS_DIR): ${(err as Error).message}`, Code.Unavailable);
+    }
+  };
+}
+
 /** Every instance of topology.json on loopback, by the port scheme: what `make mesh` starts. */
 function localTargets(): () => readonly Target[] {
-  const targets = instancesOf(topology, offset).map((i) => ({ name: i.name, service: i.service, url: `http://127.0.0.1:${i.ports.inbound}` }));
+  const targets = instancesOf(topology, offset).map((i) => ({ name: i.name, service: i.service, url: `https://127.0.0.1:${i.ports.inbound}` }));
   return () => targets;
 }
 
@@ -125,7 +167,7 @@ function dnsTargets(namespace: string, logger: Logger): () => Promise<readonly T
           return [] as string[];
         });
         const port = instancePorts(topology, service, 0).inbound;
-        return ips.sort().map((ip) => ({ name: `${service}@${ip}`, service, url: `http://${ip}:${port}` }));
+        return ips.sort().map((ip) => ({ name: `${service}@${ip}`, service, url: `https://${ip}:${port}` }));
       }),
     );
     return perService.flat();
@@ -182,12 +224,24 @@ async function startEdgeBackend(): Promise<void> {
     fallback: createWebApp({ logger, address: `localhost:${edge.listener}` }),
   });
 
-  const clients = new Map<string, { ops: Client<typeof OpsService>; events: Client<typeof EventAdminService> }>();
+  // mTLS to every inbound listener, as the edge-backend identity; only the target service's SPIFFE ID is accepted.
+  const tlsFiles = meshTlsFiles(process.env.MESH_TLS_DIR ?? KUBERNETES_TLS_DIR);
+  const spiffe = { trustDomain: process.env.MESH_TRUST_DOMAIN, namespace: process.env.MESH_SPIFFE_NAMESPACE };
+  const clients = new Map<string, { version: string; ops: Client<typeof OpsService>; events: Client<typeof EventAdminService> }>();
   const clientsOf = (t: Target) => {
+    const files = tlsFiles();
     let c = clients.get(t.url);
-    if (!c) {
-      const transport = onBehalfOfCaller(withCallPolicy(createGrpcTransport({ baseUrl: t.url }), { caller: "edge", tokens: server.tokens, metrics: server.metrics }));
-      c = { ops: createClient(OpsService, transport), events: createClient(EventAdminService, transport) };
+    if (!c || c.version !== files.version) {
+      const expected = `URI:${spiffeId(t.service, spiffe)}`;
+      const nodeOptions = {
+        cert: files.cert,
+        key: files.key,
+        ca: files.ca,
+        checkServerIdentity: (_host: string, cert: { subjectaltname?: string }) =>
+          cert.subjectaltname === expected ? undefined : new Error(`${t.name} presented ${cert.subjectaltname ?? "no SAN"}, not ${expected}`),
+      };
+      const transport = onBehalfOfCaller(withCallPolicy(createGrpcTransport({ baseUrl: t.url, nodeOptions }), { caller: "edge", tokens: server.tokens, metrics: server.metrics }));
+      c = { version: files.version, ops: createClient(OpsService, transport), events: createClient(EventAdminService, transport) };
       clients.set(t.url, c);
     }
     return c;
@@ -205,8 +259,8 @@ async function startEdgeBackend(): Promise<void> {
     createEventAdminAggregator(async () => (await found()).map((t) => ({ name: t.name, service: t.service, client: clientsOf(t).events }))),
   );
 
-  // Everything a client can call through the edge: the shop, health and the per-service admin (x-shop-service), reflection.
-  const services = [...[...(await loadServiceDescriptors(topology)).values()].flat(), healthService, ...instanceAdminServices, ...reflectionServices];
+  // What the edge routes and nothing else: a service it does not expose is not described to outside callers.
+  const services = edgeServices(topology, await loadServiceDescriptors(topology));
   if (reflectionOn) {
     const reflection = createReflection(() => services);
     server.register("platform", ReflectionV1, reflection.v1);

@@ -10,9 +10,13 @@
 // Environment:
 //   MESH_DIR              runtime folder: envoy/ (configs), logs/, keys/, instances.json   default ./.mesh
 //   MESH_KEYS_DIR         token keys (runner/keys.ts layout), made when missing      default <MESH_DIR>/keys
+//   (MESH_DIR/certs: the mesh CA and one certificate per service, the edge and the edge backend, for mTLS;
+//    made when missing, kept while valid: runner/mesh-certs.ts, which also re-issues one)
 //   MESH_PORT_OFFSET      added to every port of the scheme (envoy/ports.ts)        default 0
 //   MESH_START_TIMEOUT_MS how long everything may take to become healthy            default 60000
 //   EDGE_REFLECTION       "off" answers grpc.reflection.* with UNIMPLEMENTED at the edge
+//   EDGE_TLS              "1": the edge serves TLS only (h2 and http/1.1 by ALPN) with a self-signed
+//                         development certificate, MESH_DIR/edge-tls/tls.crt (runner/edge-tls.ts): trust that file
 //   MESH_WEB_ORIGINS      comma-separated origins for the edge's CORS policy        default the Vite dev server
 //   DATABASE_POOL_SIZE    connections per instance                                  default 5 here (10 instances share one server)
 //   STORE=postgres with every <SERVICE>_DATABASE_URL: use that PostgreSQL; otherwise infra/postgres.sh up
@@ -30,7 +34,10 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { databaseUrlVariable, loadTopology, writeKeyDir } from "@shop/platform";
 import { findEnvoy } from "../envoy/find-envoy.ts";
+import { EDGE_BACKEND_IDENTITY } from "../envoy/mtls.ts";
+import { ensureMeshCerts, identityDir, meshIdentities } from "./mesh-certs.ts";
 import { SERVICE_HEADER } from "../envoy/edge.ts";
+import { ensureEdgeCert } from "./edge-tls.ts";
 import { generateConfigs, writeConfigs } from "../envoy/generate.ts";
 import type { TracingExport } from "../envoy/http.ts";
 import { edgePorts, instancesOf } from "../envoy/ports.ts";
@@ -42,12 +49,16 @@ const env = process.env;
 const meshDir = resolve(repoRoot, env.MESH_DIR ?? ".mesh");
 const logDir = join(meshDir, "logs");
 const configDir = join(meshDir, "envoy");
+const certsDir = join(meshDir, "certs");
 const stateFile = join(meshDir, "instances.json");
 const offset = Number(env.MESH_PORT_OFFSET ?? 0);
 const startTimeoutMs = Number(env.MESH_START_TIMEOUT_MS ?? 60_000);
 const reflection = !/^(off|0|false|no)$/i.test(env.EDGE_REFLECTION ?? "on");
+const edgeTlsOn = /^(1|on|true|yes)$/i.test(env.EDGE_TLS ?? "");
+const edgeTlsDir = join(meshDir, "edge-tls");
 const topology = loadTopology();
 const edge = edgePorts(topology, offset);
+const edgeUrl = `${edgeTlsOn ? "https" : "http"}://127.0.0.1:${edge.listener}`;
 const instances = instancesOf(topology, offset);
 const shown = (path: string) => relative(process.cwd(), path) || ".";
 const services = Object.keys(topology.services);
@@ -237,6 +248,13 @@ function tokenKeys(): { env: Record<string, string>; signingFile(holder: string)
   };
 }
 
+/** The mesh CA and a certificate per identity under MESH_DIR/certs: made when missing or not valid, kept otherwise. */
+function meshCertificates(): void {
+  const result = ensureMeshCerts(certsDir, meshIdentities(services));
+  const made = result.caCreated ? "a new CA and every certificate" : result.issued.length > 0 ? `certificates for ${result.issued.join(", ")}` : "";
+  say(`mTLS: ${made ? `made ${made}` : "certificates kept"} in ${shown(certsDir)} (node runner/mesh-certs.ts --dir ${shown(certsDir)} --reissue <service> rotates one)`);
+}
+
 function stopInfrastructure(): void {
   for (const which of startedInfra.splice(0).reverse()) {
     const result = spawnSync(join(repoRoot, `infra/${which}.sh`), ["down"], { cwd: repoRoot, env, encoding: "utf8" });
@@ -318,7 +336,7 @@ async function notReady(healthNames: Map<string, string>): Promise<string[]> {
   );
   if (waiting.length > 0) return waiting.sort();
   // Last, what an outside caller sees: every service SERVING through the edge.
-  const health = createClient(Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${edge.listener}` }));
+  const health = createClient(Health, createGrpcTransport({ baseUrl: edgeUrl, nodeOptions: edgeTlsOn ? { ca: readFileSync(join(edgeTlsDir, "tls.crt")) } : undefined }));
   for (const [service, grpcName] of healthNames) {
     try {
       const res = await health.check({ service: grpcName }, { headers: { [SERVICE_HEADER]: service }, timeoutMs: 1000 });
@@ -354,7 +372,7 @@ function tracingFromEnv(): TracingExport | undefined {
 
 function writeState(): void {
   const state = {
-    edge: { url: `http://127.0.0.1:${edge.listener}`, ...edge },
+    edge: { url: edgeUrl, ...edge },
     instances: instances.map((i) => ({ ...i, log: join(logDir, `${i.name}.log`), sidecarLog: join(logDir, `sidecar-${i.name}.log`) })),
     processes: procs.map((p) => ({ name: p.name, role: p.role, pid: p.child.pid, argv: p.argv, log: p.log })),
     logs: logDir,
@@ -378,7 +396,16 @@ async function run(): Promise<void> {
 
   const tracing = tracingFromEnv();
   const webOrigins = env.MESH_WEB_ORIGINS ? env.MESH_WEB_ORIGINS.split(",").map((o) => o.trim()).filter(Boolean) : undefined;
-  const configs = await generateConfigs({ target: "local", portOffset: offset, reflection, webOrigins, tracing });
+  meshCertificates();
+  // EDGE_TLS=1: the development certificate, kept across runs while it is good, so a client that trusts it keeps trusting it.
+  let edgeTls: ReturnType<typeof ensureEdgeCert> | undefined;
+  try {
+    edgeTls = edgeTlsOn ? ensureEdgeCert(edgeTlsDir) : undefined;
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (edgeTls) say(`edge TLS: ${edgeTls.created ? "made" : "using"} the development certificate ${shown(edgeTls.certificateChain)} (localhost, 127.0.0.1, ::1)`);
+  const configs = await generateConfigs({ target: "local", portOffset: offset, reflection, webOrigins, tracing, certsDir, sdsDir: configDir, edgeTls });
   writeConfigs(configDir, configs);
   const descriptors = await loadServiceDescriptors(topology);
   const healthNames = new Map([...descriptors].map(([service, list]) => [service, list[0].typeName]));
@@ -392,6 +419,8 @@ async function run(): Promise<void> {
       PORT: String(i.ports.app),
       SHOP_REMOTE_ADDRESS: `http://127.0.0.1:${i.ports.outbound}`,
       SHOP_SIGNING_KEYS_FILE: keys.signingFile(i.service),
+      // Only its sidecar reaches it: SERVICE-only methods take the caller from the verified certificate.
+      PEER_IDENTITY: "xfcc",
       MESH_INSTANCE: i.name,
     });
   }
@@ -403,6 +432,7 @@ async function run(): Promise<void> {
     SHOP_SIGNING_KEYS_FILE: keys.signingFile("edge-backend"),
     EDGE_REFLECTION: reflection ? "on" : "off",
     MESH_DISCOVERY: "local",
+    MESH_TLS_DIR: identityDir(certsDir, EDGE_BACKEND_IDENTITY),
   });
   // Envoy's own log lines as JSON too, like the access log and the services' lines.
   const envoyArgs = (config: string, concurrency: number) => [
@@ -422,7 +452,7 @@ async function run(): Promise<void> {
   for (const c of configs) {
     const config = join(configDir, c.file);
     if (c.kind === "sidecar") start(`sidecar-${c.node}`, "sidecar", envoy, envoyArgs(config, 1), env);
-    else start("edge", "edge", envoy, envoyArgs(config, 2), env);
+    else if (c.kind === "edge") start("edge", "edge", envoy, envoyArgs(config, 2), env);
   }
   writeState();
 
@@ -430,7 +460,7 @@ async function run(): Promise<void> {
   await waitUntilReady(healthNames);
   if (stopping) return;
 
-  const url = `http://127.0.0.1:${edge.listener}`;
+  const url = edgeUrl;
   const byService = new Map<string, string[]>();
   for (const i of instances) byService.set(i.service, [...(byService.get(i.service) ?? []), `${i.name} :${i.ports.app} (sidecar :${i.ports.inbound}, admin :${i.ports.admin})`]);
   say();
@@ -440,8 +470,9 @@ async function run(): Promise<void> {
   for (const [service, lines] of byService) say(`  ${service.padEnd(14)} ${lines.join(", ")}`);
   say(`  edge admin     http://127.0.0.1:${edge.admin}/stats  (each sidecar's admin: its port above, e.g. /stats?filter=upstream_rq_retry)`);
   say(`  logs           ${shown(logDir)}/<instance>.log, sidecar-<instance>.log, edge.log; processes in ${shown(stateFile)}`);
-  say(`  try            grpcurl -plaintext 127.0.0.1:${edge.listener} list`);
-  say(`                 curl -s -H 'content-type: application/json' -d '{"query":"tea"}' ${url}/shop.catalog.v1.CatalogService/SearchProducts`);
+  const trust = edgeTlsOn ? join(edgeTlsDir, "tls.crt") : undefined;
+  say(`  try            grpcurl ${trust ? `-cacert ${shown(trust)}` : "-plaintext"} 127.0.0.1:${edge.listener} list`);
+  say(`                 curl -s${trust ? ` --cacert ${shown(trust)}` : ""} -H 'content-type: application/json' -d '{"query":"tea"}' ${url}/shop.catalog.v1.CatalogService/SearchProducts`);
   say("  Ctrl-C stops everything.");
 }
 

@@ -5,8 +5,10 @@
 // runs here (a service, and the edge's reflection backend) and every file it
 // loads must be one the image ships: copied by the final stage, kept by
 // .dockerignore, or installed by `npm ci --omit=dev` for platform and services.
+// It runs with token keys as the chart gives them: files from
+// `node runner/keys.ts --out <dir>`, named by SHOP_JWKS_FILE and SHOP_SIGNING_KEYS_FILE.
 import { expect } from "chai";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
@@ -90,14 +92,27 @@ function productionPackages(): Set<string> {
 
 /**
  * Runs `node runner/instance.ts <args>` as the image's entrypoint would (a
- * bare environment), until it logs "listening"; then SIGTERM. Resolves with
- * the files it loaded and how it exited.
+ * bare environment plus the token-key files the chart mounts, from the
+ * project's key generator), until it logs "listening"; then SIGTERM. Resolves
+ * with the files it loaded and how it exited.
  */
 function runEntrypoint(args: string[]): Promise<{ files: string[]; code: number | null; lines: string[] }> {
   const scratch = mkdtempSync(join(tmpdir(), "shop-image-"));
   const record = join(scratch, "loaded.json");
   const hook = join(dirname(fileURLToPath(import.meta.url)), "record-imports.ts");
-  const env = { PATH: dirname(process.execPath), NODE_ENV: "production", DATA_DIR: ":memory:", PORT: "0", SHOP_RECORD_IMPORTS: record };
+  const keys = join(scratch, "keys");
+  execFileSync(process.execPath, ["runner/keys.ts", "--out", keys], { cwd: repoRoot, stdio: "ignore" });
+  // A service, or edge-backend: each signs with its own file, as in the chart.
+  const signer = args[0];
+  const env = {
+    PATH: dirname(process.execPath),
+    NODE_ENV: "production",
+    DATA_DIR: ":memory:",
+    PORT: "0",
+    SHOP_RECORD_IMPORTS: record,
+    SHOP_JWKS_FILE: join(keys, "jwks.json"),
+    SHOP_SIGNING_KEYS_FILE: join(keys, "signing", `${signer}.json`),
+  };
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", hook, "runner/instance.ts", ...args], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
     const lines: string[] = [];

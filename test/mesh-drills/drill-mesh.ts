@@ -9,6 +9,10 @@
 // public stream, goes to the caller's echo-public-streams cluster (its own
 // budget, envoy/policy.ts); every unary method to echo.
 //
+// With `mtls: true` the sidecars speak mTLS to each other as `make mesh`'s
+// do (envoy/mtls.ts: certificates from a CA made for this mesh, SDS files,
+// RBAC letting only the caller through); by default they speak cleartext.
+//
 // Everything is on loopback, at a port block checked free (the scheme of
 // envoy/ports.ts from a random base), and every process is killed by stop()
 // or, failing that, when the test process exits.
@@ -30,7 +34,10 @@ import { CALLER_LIMITS, PUBLIC_STREAM_LIMITS } from "../../envoy/policy.ts";
 import type { CallerLimits, StreamLimits } from "../../envoy/policy.ts";
 import { checkPortScheme, instancesOf } from "../../envoy/ports.ts";
 import type { Instance, InstancePorts } from "../../envoy/ports.ts";
+import { sdsFileNames, sdsResources } from "../../envoy/mtls.ts";
+import type { MeshTls } from "../../envoy/mtls.ts";
 import { sidecarConfig } from "../../envoy/sidecar.ts";
+import { ensureMeshCerts, identityDir } from "../../runner/mesh-certs.ts";
 import { toYaml } from "../../envoy/yaml.ts";
 import { repoRoot } from "../support/process.ts";
 
@@ -50,6 +57,8 @@ export interface DrillMeshOptions {
   publicStreamLimits?: Partial<StreamLimits>;
   /** LOG_LEVEL of the replicas. Default "warn": a drill makes thousands of calls. */
   appLogLevel?: string;
+  /** mTLS between the sidecars and RBAC on echo's inbound listeners, as generated for `make mesh`. Default false (cleartext). */
+  mtls?: boolean;
 }
 
 export interface DrillProcess {
@@ -68,7 +77,7 @@ export interface DrillReplica {
   readonly ports: InstancePorts;
   /** The app itself, bypassing every proxy. */
   readonly appUrl: string;
-  /** Its sidecar's inbound listener, what the caller's sidecar calls. */
+  /** Its sidecar's inbound listener, what the caller's sidecar calls (https with mtls: a client certificate of dir/certs needed). */
   readonly inboundUrl: string;
   readonly app: DrillProcess;
   readonly sidecar: DrillProcess;
@@ -228,6 +237,17 @@ export async function startDrillMesh(options: DrillMeshOptions = {}): Promise<Dr
   const dir = mkdtempSync(join(tmpdir(), "shop-drill-mesh-"));
   const procs: DrillProcess[] = [];
 
+  // mTLS: a CA and a certificate per service under dir/certs, and each service's two SDS files in dir.
+  const meshTlsOf = (service: string): MeshTls | undefined => {
+    if (!options.mtls) return undefined;
+    const names = sdsFileNames(service);
+    const resources = sdsResources(identityDir(join(dir, "certs"), service));
+    writeFileSync(join(dir, names.cert), toYaml(resources.cert));
+    writeFileSync(join(dir, names.ca), toYaml(resources.ca));
+    return { identity: service, certSds: join(dir, names.cert), caSds: join(dir, names.ca), spiffe: {} };
+  };
+  if (options.mtls) ensureMeshCerts(join(dir, "certs"), [ECHO_CLUSTER, CALLER]);
+
   const configFor = (i: Instance): string => {
     const config = sidecarConfig({
       topology,
@@ -240,6 +260,7 @@ export async function startDrillMesh(options: DrillMeshOptions = {}): Promise<Dr
       discovery: "STATIC",
       callerLimits: limits,
       publicStreamLimits,
+      mtls: meshTlsOf(i.service),
     });
     const file = join(dir, `sidecar-${i.name}.yaml`);
     // Plain JSON data first: keys the builders left undefined are dropped, as envoy/generate.ts does.
@@ -301,7 +322,7 @@ export async function startDrillMesh(options: DrillMeshOptions = {}): Promise<Dr
         name: i.name,
         ports: i.ports,
         appUrl,
-        inboundUrl: `http://127.0.0.1:${i.ports.inbound}`,
+        inboundUrl: `${options.mtls ? "https" : "http"}://127.0.0.1:${i.ports.inbound}`,
         app: apps[index],
         sidecar: sidecars[index],
         counters: () => direct.getCounters({}, { timeoutMs: 5000 }),

@@ -21,6 +21,7 @@ import { launchChromium, SCREENSHOTS } from "../browser/chromium.ts";
 import { ensureWebBuild } from "../browser/web-build.ts";
 import { repoRoot } from "../support/process.ts";
 import { authorityFromKeyDir } from "../support/keys.ts";
+import { identityDir } from "../../runner/mesh-certs.ts";
 import type { LocalMesh } from "./local-mesh.ts";
 
 const failure = (call: Promise<unknown>) =>
@@ -175,10 +176,19 @@ export function edgeWebAndConsoleSuite(getMesh: () => LocalMesh): void {
       it("lists a dead letter once though both orders replicas report it, and counts it once in the backlog", async function () {
         const { deadLetters } = await grpc(EventAdminService).listDeadLetters({}, operator);
         expect(deadLetters.filter((d) => d.eventId === eventId).map((d) => [d.consumer, d.error])).to.deep.equal([["orders", "planted by the edge test"]]);
-        // Each replica, asked alone, holds it too.
+        // Each replica, asked alone through its sidecar as the edge backend asks it (mTLS with the
+        // edge backend's certificate), holds it too; asked past its sidecar, it refuses.
+        const tls = identityDir(join(mesh.dir, "certs"), "edge-backend");
+        const [cert, key, ca] = ["tls.crt", "tls.key", "ca.crt"].map((f) => readFileSync(join(tls, f)));
         for (const i of mesh.state.instances.filter((x) => x.service === "orders")) {
-          const own = createClient(EventAdminService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${i.ports.app}` }));
+          const own = createClient(
+            EventAdminService,
+            // The sidecar's certificate names a SPIFFE ID, not 127.0.0.1; the chain is still checked against the mesh CA.
+            createGrpcTransport({ baseUrl: `https://127.0.0.1:${i.ports.inbound}`, nodeOptions: { cert, key, ca, checkServerIdentity: () => undefined } }),
+          );
           expect((await own.listDeadLetters({}, operator)).deadLetters.map((d) => d.eventId), i.name).to.include(eventId);
+          const bypass = createClient(EventAdminService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${i.ports.app}` }));
+          expect((await failure(bypass.listDeadLetters({}, operator))).code, `${i.name} past its sidecar`).to.equal(Code.PermissionDenied);
         }
         const backlog = await grpc(EventAdminService).getEventBacklog({}, operator);
         const consumers = backlog.consumers.map((c) => c.consumer);

@@ -48,6 +48,8 @@ export interface LocalMeshOptions {
   /** Extra environment for every process. */
   env?: Record<string, string>;
   startTimeoutMs?: number;
+  /** Where port offsets are picked: a suite gets a range of its own (test/mesh-drills/mtls.test.ts). Default 10,000 to 21,900, in steps of 100. */
+  offsets?: { from: number; count: number };
 }
 
 const services = Object.keys(loadTopology().services);
@@ -178,7 +180,7 @@ export async function startLocalMesh(options: LocalMeshOptions = {}): Promise<Lo
   const databases = await pg.createDatabases(services);
   for (let attempt = 1; attempt <= 4; attempt++) {
     // Below 32768, where the kernel's ephemeral ports begin: 10000..21900.
-    const offset = 10_000 + 100 * Math.floor(Math.random() * 120);
+    const offset = (options.offsets?.from ?? 10_000) + 100 * Math.floor(Math.random() * (options.offsets?.count ?? 120));
     const mesh = await startOnce(databases, nats.url, offset, options);
     if (mesh !== "ports-taken") {
       const dispose = mesh.dispose;

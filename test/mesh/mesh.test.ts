@@ -190,19 +190,26 @@ describe("make mesh: the shop as separate processes behind Envoy", function () {
     }
     const before = await Promise.all(catalog.map((i) => requestsServed(i.ports.app, "GetProduct")));
     // A replica that just turned healthy reaches the edge's worker threads a
-    // moment after its stats say so: call in rounds of 20 until both replicas
-    // have served, bounded at 200 calls.
+    // moment after its stats say so (with mTLS, a few hundred milliseconds
+    // here): call in rounds of 20, pausing between rounds, until both
+    // replicas have served, bounded at 1000 calls and 5 s.
     let calls = 0;
     let served: number[] = [];
+    const until = Date.now() + 5000;
     do {
       for (let n = 0; n < 20; n++) await grpc(CatalogService).getProduct({ sku: "latte-mug" });
       calls += 20;
       const after = await Promise.all(catalog.map((i) => requestsServed(i.ports.app, "GetProduct")));
       served = after.map((count, i) => count - before[i]);
-    } while (served.some((count) => count === 0) && calls < 200);
+      if (served.some((count) => count === 0)) await new Promise((r) => setTimeout(r, 100));
+    } while (served.some((count) => count === 0) && calls < 1000 && Date.now() < until);
     expect(served.reduce((a, b) => a + b, 0)).to.equal(calls);
-    const edgeStats = (await (await fetch(`http://127.0.0.1:${edgeAdmin}/stats?filter=^cluster\\.catalog\\.(outlier|membership|health_check)`)).text()).trim();
-    for (const [i, count] of served.entries()) expect(count, `${catalog[i].name} served ${count} of ${calls}; the edge's view:\n${edgeStats}`).to.be.greaterThan(0);
+    const edgeStats = (await (await fetch(`http://127.0.0.1:${edgeAdmin}/stats?filter=^cluster\\.catalog\\.(outlier|membership|health_check|upstream_rq_retry|upstream_cx_connect_fail|ssl\\.handshake|ssl\\.connection_error|upstream_cx_total)`)).text()).trim();
+    const hosts = (await (await fetch(`http://127.0.0.1:${edgeAdmin}/clusters`)).text())
+      .split("\n")
+      .filter((l) => /^catalog::.*::(health_flags|rq_total|cx_total|rq_success|rq_error)::/.test(l))
+      .join("\n");
+    for (const [i, count] of served.entries()) expect(count, `${catalog[i].name} served ${count} of ${calls}; the edge's view:\n${edgeStats}\n${hosts}`).to.be.greaterThan(0);
   });
 
   it("keeps one trace from the edge through the orders sidecar to catalog", async function () {

@@ -35,6 +35,17 @@ async function signed(kidPrefix: string, claims: { kind: string; sub: string; is
     .sign(key);
 }
 
+/** A user token signed with a fresh key of the attacker's, under kid user:<id>. */
+function signedWithOwnKey(id: string): Promise<string> {
+  const own = generateKey("user", id);
+  return new SignJWT({ kind: "user" })
+    .setProtectedHeader({ alg: "EdDSA", kid: own.private.kid! })
+    .setSubject("user-1")
+    .setIssuer("shop")
+    .setExpirationTime(now() + 600)
+    .sign(createPrivateKey({ key: own.private as never, format: "jwk" }));
+}
+
 describe("forged tokens", function () {
   let server: ServerProcess;
   const userKid = publicKeys.find((k) => k.kid.startsWith("user:"))!.kid;
@@ -73,24 +84,8 @@ describe("forged tokens", function () {
       );
       return tokens.join(" ");
     },
-    "a key of the attacker's own, under the user key's kid": async () => {
-      const own = generateKey("user", "test");
-      return new SignJWT({ kind: "user" })
-        .setProtectedHeader({ alg: "EdDSA", kid: own.private.kid! })
-        .setSubject("user-1")
-        .setIssuer("shop")
-        .setExpirationTime(now() + 600)
-        .sign(createPrivateKey({ key: own.private as never, format: "jwk" }));
-    },
-    "an unknown kid": async () => {
-      const own = generateKey("user", "not-published");
-      return new SignJWT({ kind: "user" })
-        .setProtectedHeader({ alg: "EdDSA", kid: own.private.kid! })
-        .setSubject("user-1")
-        .setIssuer("shop")
-        .setExpirationTime(now() + 600)
-        .sign(createPrivateKey({ key: own.private as never, format: "jwk" }));
-    },
+    "a key of the attacker's own, under the user key's kid": () => signedWithOwnKey("test"),
+    "an unknown kid": () => signedWithOwnKey("not-published"),
     "the right key, another issuer": () => signed("user:", { kind: "user", sub: "user-1", iss: "elsewhere" }),
     "a service's key minting a user token": () => signed("service:orders:", { kind: "user", sub: "user-1" }),
     "a service's key minting another service's token": () => signed("service:orders:", { kind: "service", sub: "payments" }),

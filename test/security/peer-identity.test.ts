@@ -1,7 +1,7 @@
-// SERVICE-only methods behind the sidecar (PEER_IDENTITY=xfcc) take the
-// caller from the certificate the sidecar verified (x-forwarded-client-cert),
-// not from a bearer token; a token sent along must agree with it. Without
-// the switch (make run, no sidecar) the header means nothing. Against a real
+// SERVICE-only methods behind the sidecar (PEER_IDENTITY=xfcc) bind the
+// caller's service token to the certificate the sidecar verified
+// (x-forwarded-client-cert): both must name the same service. Without the
+// switch (make run, no sidecar) the header means nothing. Against a real
 // server process; the header is what the sidecar's inbound listener writes
 // (the mTLS drill in test/mesh-drills checks the sidecar writes it).
 import { expect } from "chai";
@@ -37,12 +37,12 @@ describe("the caller's identity from the sidecar", function () {
   }
   const bearer = async (service: string) => `Bearer ${await tokens.issueServiceToken(service)}`;
 
-  it("takes the service of the verified certificate as the caller, with no token", async function () {
-    expect(await internal(behind, { "x-forwarded-client-cert": xfcc("orders") })).to.equal("OK orders");
+  it("accepts a service token that names the service of the verified certificate", async function () {
+    expect(await internal(behind, { "x-forwarded-client-cert": xfcc("orders"), authorization: await bearer("orders") })).to.equal("OK orders");
   });
 
-  it("accepts a service token that names the same service", async function () {
-    expect(await internal(behind, { "x-forwarded-client-cert": xfcc("orders"), authorization: await bearer("orders") })).to.equal("OK orders");
+  it("still needs the token beside the certificate: a forged header alone is UNAUTHENTICATED", async function () {
+    expect(await internal(behind, { "x-forwarded-client-cert": xfcc("orders") })).to.match(/^Unauthenticated: /);
   });
 
   it("refuses a service token that names another service than the certificate: PERMISSION_DENIED", async function () {
@@ -57,7 +57,7 @@ describe("the caller's identity from the sidecar", function () {
 
   it("refuses a header it cannot read as exactly one identity of this trust domain", async function () {
     for (const value of [`${xfcc("orders")},${xfcc("payments")}`, xfcc("orders", "evil.example"), "URI=spiffe://shop.local/ns/shop/sa/orders/extra", "garbage"]) {
-      expect(await internal(behind, { "x-forwarded-client-cert": value }), value).to.match(/^PermissionDenied: /);
+      expect(await internal(behind, { "x-forwarded-client-cert": value, authorization: await bearer("orders") }), value).to.match(/^PermissionDenied: /);
     }
   });
 

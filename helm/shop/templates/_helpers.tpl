@@ -2,7 +2,11 @@
 Everything about the system's shape comes from two generated inputs in files/
 (written by `node envoy/generate.ts`, checked fresh by `make checkgenerate`):
   files/topology.json         a verbatim copy of topology.json
-  files/envoy/*.yaml          envoy/generated/kubernetes, verbatim
+  files/envoy/*.yaml          envoy/generated/kubernetes, verbatim: the sidecars'
+                              and the edge's configs (edge-tls.yaml: the edge
+                              serving TLS), and sds-*.yaml, the SDS resource
+                              files every Envoy reads from /etc/envoy, naming
+                              the certificate mounted at /etc/shop/mesh-tls
 */}}
 
 {{/* topology.json, as a dict. */}}
@@ -18,7 +22,16 @@ namespace })` generates, which test/helm checks.
 */}}
 {{- define "shop.generatorNamespace" -}}shop{{- end -}}
 
-{{/* A generated Envoy config (file name under files/envoy/), for this release's namespace. */}}
+{{/*
+The SPIFFE trust domain and namespace the generator writes into the proxies'
+RBAC principals and SAN matchers (its defaults). The chart puts
+meshTLS.trustDomain and the release's namespace in their place, as
+`generateConfigs({ spiffe: { trustDomain, namespace } })` generates them, so
+they name the identities its certificates carry.
+*/}}
+{{- define "shop.generatorSpiffePrefix" -}}spiffe://shop.local/ns/shop/sa/{{- end -}}
+
+{{/* A generated Envoy config (file name under files/envoy/), for this release's namespace and trust domain. */}}
 {{- define "shop.envoyConfig" -}}
 {{- $text := .root.Files.Get (printf "files/envoy/%s" .file) -}}
 {{- if not $text -}}
@@ -26,7 +39,22 @@ namespace })` generates, which test/helm checks.
 {{- end -}}
 {{- $from := printf ".%s.svc.cluster.local" (include "shop.generatorNamespace" .root) -}}
 {{- $to := printf ".%s.svc.cluster.local" .root.Release.Namespace -}}
-{{- replace $from $to $text -}}
+{{- $spiffe := printf "spiffe://%s/ns/%s/sa/" .root.Values.meshTLS.trustDomain .root.Release.Namespace -}}
+{{- replace $from $to $text | replace (include "shop.generatorSpiffePrefix" .root) $spiffe -}}
+{{- end -}}
+
+{{/* The SDS resource files every Envoy reads beside its config (files/envoy/sds-*.yaml), as a sorted list of names. */}}
+{{- define "shop.sdsFiles" -}}
+{{- $names := list -}}
+{{- range $path, $_ := .Files.Glob "files/envoy/sds-*.yaml" -}}
+{{- $names = append $names (base $path) -}}
+{{- end -}}
+{{- toJson (sortAlpha $names) -}}
+{{- end -}}
+
+{{/* The edge's generated config: edge-tls.yaml when edge.tls.enabled (it reads /etc/shop/edge-tls/), else edge.yaml. */}}
+{{- define "shop.edgeConfigFile" -}}
+{{- if .Values.edge.tls.enabled -}}edge-tls.yaml{{- else -}}edge.yaml{{- end -}}
 {{- end -}}
 
 {{/*
@@ -75,16 +103,256 @@ renders services, so `helm template` stops at the first problem.
 {{- end -}}
 {{- $edgePort := int (($topology.edge | default dict).port | default 8080) -}}
 {{- $taken = append $taken (list $edgePort (add $edgePort 2) "the edge") -}}
-{{- range $port := list (int .Values.metrics.envoyPort) (int .Values.metrics.appPort) -}}
+{{- range $port := list (int .Values.metrics.envoyPort) (int .Values.metrics.appPort) (int .Values.metrics.probePort) -}}
 {{- range $range := $taken -}}
 {{- if and (ge $port (index $range 0)) (le $port (index $range 1)) -}}
 {{- fail (printf "metrics port %d is in the port block of %s (topology.json): pick another" $port (index $range 2)) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
-{{- if eq (int .Values.metrics.envoyPort) (int .Values.metrics.appPort) -}}
-{{- fail "metrics.envoyPort and metrics.appPort must differ" -}}
+{{- if or (eq (int .Values.metrics.envoyPort) (int .Values.metrics.appPort)) (eq (int .Values.metrics.envoyPort) (int .Values.metrics.probePort)) (eq (int .Values.metrics.appPort) (int .Values.metrics.probePort)) -}}
+{{- fail "metrics.envoyPort, metrics.appPort and metrics.probePort must differ" -}}
 {{- end -}}
+{{- range $signer, $_ := .Values.tokenKeys.signingSecrets -}}
+{{- if not (or (hasKey $topology.services $signer) (eq $signer "edge-backend")) -}}
+{{- fail (printf "tokenKeys.signingSecrets.%s: no such signer (the services of topology.json and edge-backend sign tokens)" $signer) -}}
+{{- end -}}
+{{- end -}}
+{{- range $component, $_ := .Values.meshTLS.secrets -}}
+{{- if not (or (hasKey $topology.services $component) (has $component (list "edge" "edge-backend"))) -}}
+{{- fail (printf "meshTLS.secrets.%s: no such identity (the services of topology.json, edge and edge-backend have mesh certificates)" $component) -}}
+{{- end -}}
+{{- end -}}
+{{- include "shop.requireSecrets" . -}}
+{{- end -}}
+
+{{/*
+The chart renders nothing without the Secrets it cannot make: token keys and
+(without cert-manager) mesh certificates. Checked in one order from every
+template, so a rendering always names the first one missing.
+*/}}
+{{- define "shop.requireSecrets" -}}
+{{- $topology := include "shop.topology" . | fromJson -}}
+{{- $components := list -}}
+{{- range $name, $_ := $topology.services -}}
+{{- if (include "shop.service" (dict "root" $ "name" $name) | fromJson).enabled -}}
+{{- $components = append $components $name -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.edge.enabled -}}
+{{- $components = append $components "edge" -}}
+{{- end -}}
+{{- range $component := $components -}}
+{{- $_ := include "shop.secretNames" (dict "root" $ "component" $component) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The mesh identities the release runs: every enabled service, edge, and edge-backend (beside the edge, when it runs). */}}
+{{- define "shop.meshIdentities" -}}
+{{- $topology := include "shop.topology" . | fromJson -}}
+{{- $ids := list -}}
+{{- range $name, $_ := $topology.services -}}
+{{- if (include "shop.service" (dict "root" $ "name" $name) | fromJson).enabled -}}
+{{- $ids = append $ids $name -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.edge.enabled -}}
+{{- $ids = append $ids "edge" -}}
+{{- if .Values.edge.reflection -}}
+{{- $ids = append $ids "edge-backend" -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $ids -}}
+{{- end -}}
+
+{{/* The Secret with an identity's mesh certificate, `required` without cert-manager: (dict "root" $ "component" "orders"). */}}
+{{- define "shop.meshTLSSecret" -}}
+{{- $v := .root.Values -}}
+{{- if $v.meshTLS.certManager.enabled -}}
+{{- $_ := required "meshTLS.certManager.issuerRef.name is required with meshTLS.certManager.enabled: the cert-manager Issuer or ClusterIssuer that signs the mesh certificates (it must fill ca.crt)" $v.meshTLS.certManager.issuerRef.name -}}
+{{- printf "%s-%s-mesh-tls" (include "shop.fullname" .root) .component -}}
+{{- else -}}
+{{- required (printf "meshTLS.secrets.%s is required (or set meshTLS.certManager.enabled): the name of a Secret in namespace %s with tls.crt, tls.key and ca.crt, %s's mesh certificate, with the URI SAN %s, for client and server auth" .component .root.Release.Namespace .component (include "shop.spiffeID" .)) (index $v.meshTLS.secrets .component) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The release's prefix for the Secrets and Certificates the chart names itself. */}}
+{{- define "shop.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's SPIFFE ID (its ServiceAccount is named after it): (dict "root" $ "component" "orders"). */}}
+{{- define "shop.spiffeID" -}}
+{{- printf "spiffe://%s/ns/%s/sa/%s" .root.Values.meshTLS.trustDomain .root.Release.Namespace .component -}}
+{{- end -}}
+
+{{/*
+The Secrets a component's pod mounts, each `required`: (dict "root" $
+"component" "orders" or "edge"); returns JSON:
+  jwks     tokenKeys.publicSetSecret            key jwks.json    (the edge: when edge-backend runs; else "")
+  signing  tokenKeys.signingSecrets.<service>   key keys.json    (the edge: edge-backend's, when it runs; else "")
+  meshTLS         <fullname>-<component>-mesh-tls with cert-manager, else meshTLS.secrets.<component>
+  backendMeshTLS  the edge: edge-backend's mesh certificate, when it runs (else "")
+  edgeTLS         the edge's public certificate, with edge.tls.enabled (else "")
+*/}}
+{{- define "shop.secretNames" -}}
+{{- $v := .root.Values -}}
+{{- $ns := .root.Release.Namespace -}}
+{{- $out := dict "jwks" "" "signing" "" "backendMeshTLS" "" "edgeTLS" "" -}}
+{{- $signer := ternary "edge-backend" .component (eq .component "edge") -}}
+{{- if or (ne .component "edge") $v.edge.reflection -}}
+{{- $_ := set $out "jwks" (required (printf "tokenKeys.publicSetSecret is required: the name of a Secret in namespace %s whose key jwks.json is the public token key set (JWKS) every shop process verifies with. `node runner/keys.ts --out <dir>` writes it to <dir>/jwks.json; create the Secret from that file (the chart creates none)" $ns) $v.tokenKeys.publicSetSecret) -}}
+{{- $_ := set $out "signing" (required (printf "tokenKeys.signingSecrets.%s is required: the name of a Secret in namespace %s whose key keys.json holds the private keys %s signs tokens with ({\"keys\": [<private JWK>...]}). `node runner/keys.ts --out <dir>` writes them to <dir>/signing/%s.json; create the Secret from that file (the chart creates none)" $signer $ns $signer $signer) (index $v.tokenKeys.signingSecrets $signer)) -}}
+{{- end -}}
+{{- $_ := set $out "meshTLS" (include "shop.meshTLSSecret" .) -}}
+{{- if and (eq .component "edge") $v.edge.reflection -}}
+{{- $_ := set $out "backendMeshTLS" (include "shop.meshTLSSecret" (dict "root" .root "component" "edge-backend")) -}}
+{{- end -}}
+{{- if and (eq .component "edge") $v.edge.tls.enabled -}}
+{{- if $v.edge.tls.certManager.enabled -}}
+{{- $_ := required "edge.tls.certManager.issuerRef.name is required with edge.tls.certManager.enabled: the cert-manager Issuer or ClusterIssuer of the edge's public certificate" $v.edge.tls.certManager.issuerRef.name -}}
+{{- if not $v.edge.tls.certManager.dnsNames -}}
+{{- fail "edge.tls.certManager.dnsNames is required with edge.tls.certManager.enabled: the edge's public names" -}}
+{{- end -}}
+{{- $_ := set $out "edgeTLS" (printf "%s-edge-tls" (include "shop.fullname" .root)) -}}
+{{- else -}}
+{{- $_ := set $out "edgeTLS" (required (printf "edge.tls.secretName is required with edge.tls.enabled (or set edge.tls.certManager.enabled): the name of a kubernetes.io/tls Secret in namespace %s with the edge's public certificate (tls.crt, tls.key)" $ns) $v.edge.tls.secretName) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* Where the token keys are: SHOP_JWKS_FILE, and SHOP_SIGNING_KEYS_FILE when the container signs. (dict "signing" <bool>). */}}
+{{- define "shop.tokenKeyEnv" -}}
+- name: SHOP_JWKS_FILE
+  value: /etc/shop/token-keys/jwks.json
+{{- if .signing }}
+- name: SHOP_SIGNING_KEYS_FILE
+  value: /etc/shop/signing-keys/keys.json
+{{- end }}
+{{- end -}}
+
+{{/*
+The Secret volumes of a pod, each a whole-directory mount (never subPath: a
+changed Secret reaches the files, which the processes and Envoy read again).
+(dict "secrets" <shop.secretNames>); readable by the containers' group only.
+*/}}
+{{- define "shop.secretVolumes" -}}
+{{- with .secrets.jwks }}
+- name: token-keys
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: jwks.json
+        path: jwks.json
+{{- end }}
+{{- with .secrets.signing }}
+- name: signing-keys
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: keys.json
+        path: keys.json
+{{- end }}
+{{- range $volume, $secret := dict "mesh-tls" .secrets.meshTLS "edge-backend-mesh-tls" .secrets.backendMeshTLS }}
+{{- with $secret }}
+- name: {{ $volume }}
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- end }}
+{{- with .secrets.edgeTLS }}
+- name: edge-tls
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- end }}
+{{- end -}}
+
+{{/* The token-key mounts of a shop process: (dict "signing" <bool>). */}}
+{{- define "shop.tokenKeyMounts" -}}
+- name: token-keys
+  mountPath: /etc/shop/token-keys
+  readOnly: true
+{{- if .signing }}
+- name: signing-keys
+  mountPath: /etc/shop/signing-keys
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* A container's mesh certificate, where the generated configs and the edge backend read it: (dict "volume" "mesh-tls"). */}}
+{{- define "shop.meshTLSMount" -}}
+- name: {{ .volume | default "mesh-tls" }}
+  mountPath: /etc/shop/mesh-tls
+  readOnly: true
+{{- end -}}
+
+{{/*
+Egress every pod of the release needs: DNS (UDP and TCP), and the collector
+when spans are exported. Then networkPolicy.egress.extra.
+*/}}
+{{- define "shop.egressDNS" -}}
+{{- $dns := .Values.networkPolicy.egress.dns -}}
+# DNS: the sidecars' STRICT_DNS clusters, the services' database and NATS host names.
+- ports:
+    - protocol: UDP
+      port: {{ $dns.port | int }}
+    - protocol: TCP
+      port: {{ $dns.port | int }}
+  {{- with $dns.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{- define "shop.egressCollectorAndExtra" -}}
+{{- $e := .Values.networkPolicy.egress -}}
+{{- if .Values.opentelemetry.endpoint }}
+# The OpenTelemetry collector (opentelemetry.endpoint).
+- ports:
+    - protocol: TCP
+      port: {{ $e.opentelemetry.port | int }}
+  {{- with $e.opentelemetry.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- with $e.extra }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* An egress rule to the pods of a service of this release, on its sidecar's inbound port: (dict "root" $ "name" "catalog" "comment" "..."). */}}
+{{- define "shop.egressToService" -}}
+{{- $callee := include "shop.service" (dict "root" .root "name" .name) | fromJson -}}
+# {{ .comment }}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "shop.selectorLabels" (dict "root" .root "component" .name) | nindent 10 }}
+  ports:
+    - protocol: TCP
+      port: {{ $callee.ports.inbound | int }}
 {{- end -}}
 
 {{/*
@@ -195,6 +463,8 @@ ones): the Envoy's admin and the service's /metrics listen on the pod's
 listeners, which serve nothing else.
   envoyPort  /stats/prometheus and /ready, from Envoy's admin
   appPort    /metrics, from the service (sidecars only)
+  probePort  grpc.health.v1.Health/Check alone, cleartext HTTP/2, from the service (sidecars
+             only): the kubelet's native gRPC probes cannot speak the inbound listener's mTLS
 Called with (dict "root" $ "admin" <admin port> "app" <app port or 0>); returns JSON.
 */}}
 {{- define "shop.envoyMetricsBootstrap" -}}
@@ -204,6 +474,8 @@ Called with (dict "root" $ "admin" <admin port> "app" <app port or 0>); returns 
 {{- if .app -}}
 {{- $listeners = append $listeners (include "shop.metricsListener" (dict "name" "app_metrics" "port" $m.appPort "routes" (list (list "/metrics" "app_metrics"))) | fromJson) -}}
 {{- $clusters = append $clusters (include "shop.loopbackCluster" (dict "name" "app_metrics" "port" .app) | fromJson) -}}
+{{- $listeners = append $listeners (include "shop.metricsListener" (dict "name" "app_health" "port" $m.probePort "routes" (list (list "/grpc.health.v1.Health/Check" "app_health"))) | fromJson) -}}
+{{- $clusters = append $clusters (include "shop.loopbackCluster" (dict "name" "app_health" "port" .app "http2" true) | fromJson) -}}
 {{- end -}}
 {{- toJson (dict "static_resources" (dict "listeners" $listeners "clusters" $clusters)) -}}
 {{- end -}}
@@ -229,12 +501,18 @@ Called with (dict "root" $ "admin" <admin port> "app" <app port or 0>); returns 
 
 {{- define "shop.loopbackCluster" -}}
 {{- $endpoint := dict "endpoint" (dict "address" (dict "socket_address" (dict "address" "127.0.0.1" "port_value" (int .port)))) -}}
-{{- toJson (dict
+{{- $cluster := dict
   "name" .name
   "type" "STATIC"
   "connect_timeout" "1s"
   "load_assignment" (dict "cluster_name" .name "endpoints" (list (dict "lb_endpoints" (list $endpoint))))
-) -}}
+-}}
+{{- if .http2 -}}
+{{- $_ := set $cluster "typed_extension_protocol_options" (dict "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" (dict
+  "@type" "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+  "explicit_http_config" (dict "http2_protocol_options" dict))) -}}
+{{- end -}}
+{{- toJson $cluster -}}
 {{- end -}}
 
 {{/*
