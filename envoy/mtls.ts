@@ -24,11 +24,12 @@
 //   answered 403, which a gRPC caller reads as PERMISSION_DENIED (7).
 import { posix } from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
-import type { Topology } from "@shop/platform";
+import { DEFAULT_SPIFFE_NAMESPACE, DEFAULT_TRUST_DOMAIN } from "@shop/platform";
+import type { PeerIdentityOptions, Topology } from "@shop/platform";
 import type { YamlValue } from "./yaml.ts";
 
-export const DEFAULT_TRUST_DOMAIN = "shop.local";
-export const DEFAULT_SPIFFE_NAMESPACE = "shop";
+// The naming the platform reads callers by (platform/peer-identity.ts): one definition for both.
+export { DEFAULT_SPIFFE_NAMESPACE, DEFAULT_TRUST_DOMAIN } from "@shop/platform";
 export const EDGE_IDENTITY = "edge";
 export const EDGE_BACKEND_IDENTITY = "edge-backend";
 
@@ -43,12 +44,7 @@ export const KUBERNETES_SDS_DIR = "/etc/envoy";
 export const CERT_SECRET = "mesh_cert";
 export const CA_SECRET = "mesh_ca";
 
-export interface SpiffeOptions {
-  /** Default "shop.local". */
-  trustDomain?: string;
-  /** Default "shop". */
-  namespace?: string;
-}
+export type SpiffeOptions = PeerIdentityOptions;
 
 /** spiffe://shop.local/ns/shop/sa/orders */
 export function spiffeId(identity: string, options: SpiffeOptions = {}): string {

@@ -5,6 +5,8 @@ export type { ClientFactory, ClientFactoryOptions, Route } from "./clients.ts";
 export { createTokenAuthority } from "./auth.ts";
 export type { Principal, TokenAuthority, TokenAuthorityOptions } from "./auth.ts";
 export { KeyConfigError, KEYS_HOWTO, writeKeyDir } from "./token-keys.ts";
+export { DEFAULT_SPIFFE_NAMESPACE, DEFAULT_TRUST_DOMAIN, peerService } from "./peer-identity.ts";
+export type { PeerIdentityOptions } from "./peer-identity.ts";
 export type { KeySource } from "./token-keys.ts";
 export { currentScope, remainingBudgetMs } from "./call-scope.ts";
 export { requireUser, requireCaller } from "./caller.ts";
