@@ -33,6 +33,9 @@ process.stderr.write(
     "",
     `shop: ${allServices.map((m) => m.name).join(", ")} serving on http://${address} (gRPC, gRPC-Web, Connect, /metrics, /healthz)`,
     `  storefront: http://${address}/    operations console: http://${address}/#/console (operator token: make token)`,
+    shop.server.tokens.development
+      ? `  token keys: ${shop.server.tokens.keyOrigin}, loopback only; to serve beyond it: node runner/keys.ts --out keys, then SHOP_JWKS_FILE=keys/jwks.json SHOP_SIGNING_KEYS_FILE=keys/all.json HOST=0.0.0.0`
+      : `  token keys: ${shop.server.tokens.keyOrigin}`,
     `  try: grpcurl -plaintext ${address} list`,
     `       grpcurl -plaintext -d '{"page_size": 3}' ${address} shop.catalog.v1.CatalogService/ListProducts`,
     "  Ctrl-C stops it.",
