@@ -48,8 +48,10 @@ COPY platform platform
 COPY services services
 COPY runner runner
 COPY --from=web /app/web/dist web/dist
-# runner/instance.ts reads the method contracts, the port scheme and the mesh identities from these.
-COPY envoy/contracts.ts envoy/ports.ts envoy/mtls.ts envoy/
+# runner/instance.ts reads the method contracts, the port scheme and the mesh identities from these,
+# and the console's call paths from the contracts check (contracts/, with the retry policy).
+COPY envoy/contracts.ts envoy/ports.ts envoy/mtls.ts envoy/policy.ts envoy/
+COPY contracts contracts
 # Any non-root uid works: every file is root-owned and world-readable, nothing
 # is written (the chart also sets readOnlyRootFilesystem). 65532 is the
 # "nonroot" of distroless images, the Envoy sidecar's user too.

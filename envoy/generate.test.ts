@@ -61,6 +61,14 @@ describe("envoy/generate.ts", function () {
     kubernetes = await generateConfigs({ target: "kubernetes" });
   });
 
+  it("takes every version of a service's contract under an unversioned package (v1 and v2 side by side)", async function () {
+    const services = (p: string) => ({ package: p, port: 7000, calls: [], replicas: 1 });
+    const versioned = await loadServiceDescriptors({ services: { echo: services("mesh.testing.v1") } } as unknown as Topology);
+    const unversioned = await loadServiceDescriptors({ services: { echo: services("mesh.testing") } } as unknown as Topology);
+    expect(versioned.get("echo")!.map((s) => s.typeName)).to.deep.equal(["mesh.testing.v1.EchoService"]);
+    expect(unversioned.get("echo")!.map((s) => s.typeName)).to.deep.equal(versioned.get("echo")!.map((s) => s.typeName));
+  });
+
   it("writes what is committed in envoy/generated (run `make generate-envoy` when this fails)", async function () {
     const problems: string[] = [];
     for (const target of TARGETS) problems.push(...staleFiles(join(generatedRoot, target), await generateConfigs({ target }), target));

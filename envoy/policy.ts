@@ -38,6 +38,20 @@ export const RETRY = {
   hostSelectionAttempts: 5,
 } as const;
 
+/**
+ * Whether a caller's proxy (the edge, an outbound listener) retries calls of
+ * this method: unary ones the contract says are safe to repeat. An inbound
+ * listener never retries, so one failure is retried by one proxy only.
+ */
+export function retriedByProxy(contract: MethodContract): boolean {
+  return contract.retrySafe && !contract.streaming;
+}
+
+/** Tries a caller's proxy may make of one call of this method. */
+export function proxyAttempts(contract: MethodContract): number {
+  return retriedByProxy(contract) ? 1 + RETRY.numRetries : 1;
+}
+
 /** Route bounds for calls whose contract gives no deadline (health, reflection). */
 export const NO_DEADLINE = {
   /** Unary: Envoy's own default, stated so nobody has to know it. */

@@ -6,7 +6,7 @@
 // are never retried by a proxy. Which cluster a route goes to (the budget its
 // calls count against, policy.ts) is the caller's choice.
 import type { MethodContract } from "@shop/platform";
-import { duration, NO_DEADLINE, RETRY, RETRY_ON, STREAM } from "./policy.ts";
+import { duration, NO_DEADLINE, RETRY, RETRY_ON, retriedByProxy, STREAM } from "./policy.ts";
 import type { YamlValue } from "./yaml.ts";
 
 export type Route = { readonly [key: string]: YamlValue };
@@ -32,7 +32,7 @@ export function methodRoute(contract: MethodContract, options: MethodRouteOption
   return {
     name: contract.path.slice(1),
     match,
-    route: { cluster: options.cluster, ...routeBounds(contract), retry_policy: options.retries && contract.retrySafe && !contract.streaming ? retryPolicy(contract) : undefined },
+    route: { cluster: options.cluster, ...routeBounds(contract), retry_policy: options.retries && retriedByProxy(contract) ? retryPolicy(contract) : undefined },
   };
 }
 

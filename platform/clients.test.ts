@@ -1,16 +1,20 @@
 // The in-process transport: a service calling another in the same process
 // goes through the same pipeline as a network call (deadline, auth,
 // validation, logs, tracing) without serialising, and neither side can change
-// the other's messages.
+// the other's messages. Given the topology, the factory refuses a client for
+// a service the caller may not call.
 import { expect } from "chai";
 import { create } from "@bufbuild/protobuf";
+import { ConnectError } from "@connectrpc/connect";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { EchoRequestSchema, EchoResponseSchema } from "../gen/mesh/testing/v1/echo_pb.js";
+import { OpsService } from "../gen/mesh/v1/ops_pb.js";
 import type { EchoRequest } from "../gen/mesh/testing/v1/echo_pb.js";
 import { Code, collect, failureOf } from "../test/support/connect-clients.ts";
-import { createClientFactory } from "./clients.ts";
+import { CLIENT_ATTEMPTS, createClientFactory } from "./clients.ts";
 import type { ClientFactory } from "./clients.ts";
 import { ServingStatus } from "./health.ts";
+import type { Topology } from "./ops/topology.ts";
 import { createServer } from "./server.ts";
 import type { ShopServer } from "./server.ts";
 import { createLogger } from "./telemetry/logger.ts";
@@ -169,5 +173,44 @@ describe("in-process transport copies messages at the boundary", function () {
     expect(kept.message).to.equal("kept by the handler");
     const second = await clients.client(EchoService).echo({ message: "two" });
     expect(second.message).to.equal("kept by the handler");
+  });
+});
+
+describe("the platform client never retries", function () {
+  it("sends a call that fails UNAVAILABLE CLIENT_ATTEMPTS times (once): retries are the proxies' (the contracts check counts on it)", async function () {
+    const server = createQuietServer([]);
+    let calls = 0;
+    server.register("flaky", EchoService, {
+      echo() {
+        calls++;
+        throw new ConnectError("down", Code.Unavailable);
+      },
+    });
+    const clients = createClientFactory({ caller: "tester", tokens: server.tokens, routeFor: () => ({ kind: "in-process", lookup: server.route }) });
+    expect((await failureOf(clients.client(EchoService).echo({ message: "once" }))).code).to.equal(Code.Unavailable);
+    expect(calls).to.equal(CLIENT_ATTEMPTS).and.to.equal(1);
+  });
+});
+
+describe("client factory given the topology", function () {
+  // Echo stands in for a shop service: its package belongs to "echo" here.
+  const topology: Topology = {
+    services: {
+      echo: { package: "mesh.testing.v1", replicas: 1, port: 7001, calls: [] },
+      front: { package: "mesh.front.v1", replicas: 1, port: 7002, calls: ["echo"] },
+      rogue: { package: "mesh.rogue.v1", replicas: 1, port: 7003, calls: [] },
+    },
+  };
+  const factory = (caller: string) =>
+    createClientFactory({ caller, tokens: testAuthority(), topology, routeFor: () => ({ kind: "in-process", lookup: () => undefined }) });
+
+  it("refuses when the client is asked for, before any call, a service the topology does not let the caller call", function () {
+    expect(() => factory("rogue").client(EchoService)).to.throw("rogue may not call echo: topology.json lets it call no service");
+    expect(() => factory("stranger").client(EchoService)).to.throw("stranger may not call echo: topology.json has no service stranger");
+  });
+
+  it("gives the caller what the topology allows, and the platform's own services to anyone", function () {
+    expect(factory("front").client(EchoService)).to.be.an("object");
+    expect(factory("rogue").client(OpsService)).to.be.an("object");
   });
 });

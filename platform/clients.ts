@@ -3,7 +3,10 @@
 // the target runs in the same process, gRPC over HTTP/2 otherwise (in the
 // mesh, to its own Envoy sidecar). Every call gets the same policy: the
 // remaining deadline of the call being handled, W3C trace context, a client
-// span, client metrics and a bearer token.
+// span, client metrics and a bearer token. Given the topology, the factory
+// refuses, when the client is asked for (a module's start), a client for a
+// service topology.json does not let the caller call: embedded as in the
+// mesh, where the caller's sidecar would refuse the call itself.
 import { clone, create, isMessage } from "@bufbuild/protobuf";
 import type { DescMessage, DescMethod, DescMethodStreaming, DescMethodUnary, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createContextValues, createHandlerContext } from "@connectrpc/connect";
@@ -14,6 +17,8 @@ import type { TokenAuthority } from "./auth.ts";
 import { currentScope, remainingBudgetMs } from "./call-scope.ts";
 import { contractOf } from "./contract.ts";
 import type { GrpcRoute } from "./grpc-http2-path.ts";
+import { callRefusal } from "./ops/topology.ts";
+import type { Topology } from "./ops/topology.ts";
 import { codeName, peerKey } from "./rpc-pipeline.ts";
 import type { RpcMetrics } from "./telemetry/metrics.ts";
 import { injectContext, tracer } from "./telemetry/tracing.ts";
@@ -28,7 +33,23 @@ export interface ClientFactoryOptions {
   metrics?: RpcMetrics;
   /** Where each target service is reached. */
   routeFor: (service: DescService) => Route;
+  /**
+   * When set, client() throws for a service this topology does not let the
+   * caller call ("orders may not call users: topology.json lets it call
+   * catalog"); the platform's own services (health, reflection, mesh.v1) are
+   * always allowed. Default: no check (tests of the transport alone). The
+   * shop's runner always passes topology.json.
+   */
+  topology?: Topology;
 }
+
+/**
+ * How many times the platform's client sends one call: once. It never
+ * retries; the proxies retry, and only what the contract says is safe to
+ * repeat (envoy/policy.ts). The contracts check multiplies this into every
+ * hop of a path's retry amplification.
+ */
+export const CLIENT_ATTEMPTS = 1;
 
 export interface ClientFactory {
   client<S extends DescService>(service: S): Client<S>;
@@ -51,6 +72,8 @@ export function createClientFactory(options: ClientFactoryOptions): ClientFactor
     client<S extends DescService>(service: S): Client<S> {
       let c = clients.get(service) as Client<S> | undefined;
       if (!c) {
+        const refusal = options.topology && callRefusal(options.topology, options.caller, service.typeName);
+        if (refusal) throw new Error(refusal);
         // The route is decided at the first call, not here: a module may ask
         // for a client while the services of later modules are still being
         // registered.

@@ -1,6 +1,6 @@
 // The shape every service folder exports, so one runner can start any set of
 // them in one process (embedded) or each alone (mesh), unchanged.
-import type { DescService } from "@bufbuild/protobuf";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { TokenAuthority } from "./auth.ts";
 import type { ClientFactory } from "./clients.ts";
@@ -32,10 +32,24 @@ export interface ServedService<S extends DescService = DescService> {
   readonly impl: Partial<ServiceImpl<S>>;
 }
 
+/**
+ * The deadline a module's handler of `caller` gives its call of `callee`
+ * when it has budgetMs left; undefined when it gives none of its own (the
+ * client then sends the callee's contract deadline, cut to what is left).
+ */
+export type CallDeadline = (caller: DescMethod, callee: DescMethod, budgetMs: number) => number | undefined;
+
 export interface ServiceModule {
   readonly name: string;
   readonly migrations: readonly Migration[];
   start(ctx: ServiceContext): Promise<Served>;
+  /**
+   * Declared by a module whose handlers give their calls shorter deadlines
+   * than what they have left (the storefront's page sections), computed by
+   * the same function the handlers use; the contracts check and the
+   * console's call paths read it. Default: none.
+   */
+  readonly callDeadlineMs?: CallDeadline;
 }
 
 /** Pairs a descriptor with its implementation, checked against each other. Missing methods answer UNIMPLEMENTED. */

@@ -5,6 +5,7 @@ import { create } from "@bufbuild/protobuf";
 import { EchoService } from "../gen/mesh/testing/v1/echo_pb.js";
 import { SignUpRequestSchema } from "../gen/shop/users/v1/users_pb.js";
 import { QuotePriceRequestSchema } from "../gen/shop/catalog/v1/catalog_pb.js";
+import { CreateOrderRequestSchema } from "../gen/shop/orders/v1/orders_pb.js";
 import { Code, failureOf, grpcClient } from "../test/support/connect-clients.ts";
 import { createGrpcJsClient, grpc } from "../test/support/grpc-js-client.ts";
 import type { GrpcJsCall } from "../test/support/grpc-js-client.ts";
@@ -172,6 +173,15 @@ describe("findViolations", function () {
     // 80 characters of 4 bytes each is still 80 characters.
     const wide = create(SignUpRequestSchema, { email: "ada@example.com", password: "long enough", displayName: "😀".repeat(80) });
     expect(findViolations(SignUpRequestSchema, wide)).to.deep.equal([]);
+  });
+
+  it("answers a value outside a closed set with every value the set allows, and leaves an empty one to required", function () {
+    const order = (paymentMethod: string) => create(CreateOrderRequestSchema, { idempotencyKey: "k", items: [{ sku: "latte-mug", quantity: 1 }], paymentMethod });
+    expect(findViolations(CreateOrderRequestSchema, order("pm_card_declined"))).to.deep.equal([]);
+    expect(fields(findViolations(CreateOrderRequestSchema, order("visa")))).to.deep.equal(['payment_method: must be one of "pm_card_ok", "pm_card_declined", "pm_card_insufficient_funds"']);
+    // Case matters: the set is exact.
+    expect(fields(findViolations(CreateOrderRequestSchema, order("PM_CARD_OK")))).to.have.length(1);
+    expect(fields(findViolations(CreateOrderRequestSchema, order("")))).to.deep.equal(["payment_method: is required"]);
   });
 
   it("names an empty items list of a QuotePriceRequest", function () {

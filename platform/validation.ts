@@ -1,5 +1,6 @@
 // Field rules declared in the contract ((mesh.v1.rules)), checked before a
-// handler runs. Rules are compiled once per message type; a message without
+// handler runs. A closed set (`in`) is answered with every value it allows,
+// never defaulted. Rules are compiled once per message type; a message without
 // rules anywhere in its tree costs one WeakMap lookup.
 import { getOption, hasOption, isMessage } from "@bufbuild/protobuf";
 import type { DescField, DescMessage, Message } from "@bufbuild/protobuf";
@@ -118,6 +119,9 @@ function checkValue(rules: FieldRules, value: unknown, at: string, out: FieldVio
     }
     const format = formatProblem(rules.format, value);
     if (format) out.push({ field: at, description: format });
+    if (rules.in.length > 0 && !rules.in.includes(value)) {
+      out.push({ field: at, description: `must be one of ${rules.in.map((v) => JSON.stringify(v)).join(", ")}` });
+    }
     return;
   }
   if (value instanceof Uint8Array) {

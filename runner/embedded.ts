@@ -33,6 +33,7 @@ process.stderr.write(
     "",
     `shop: ${allServices.map((m) => m.name).join(", ")} serving on http://${address} (gRPC, gRPC-Web, Connect, /metrics, /healthz)`,
     `  storefront: http://${address}/    operations console: http://${address}/#/console (operator token: make token)`,
+    `  API reference: http://${address}/api    OpenAPI: http://${address}/openapi.json`,
     shop.server.tokens.development
       ? `  token keys: ${shop.server.tokens.keyOrigin}, loopback only; to serve beyond it: node runner/keys.ts --out keys, then SHOP_JWKS_FILE=keys/jwks.json SHOP_SIGNING_KEYS_FILE=keys/all.json HOST=0.0.0.0`
       : `  token keys: ${shop.server.tokens.keyOrigin}`,

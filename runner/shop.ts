@@ -1,10 +1,13 @@
 // Starts a set of service modules in this process behind one server. The
 // embedded runner starts all of them; a mesh instance starts one. Calls to a
 // service served here stay in-process; calls to any other go over gRPC to
-// remoteAddress (in the mesh, the instance's own Envoy sidecar).
+// remoteAddress (in the mesh, the instance's own Envoy sidecar). Either way a
+// module gets clients only for the services topology.json lets it call: one
+// that asks for another fails the start, naming what the topology allows.
 import type { DescService } from "@bufbuild/protobuf";
-import { createClientFactory, createEventRuntime, createOpsService, createServer, eventBusFromEnv, eventMigrations, openServiceDatabase, watchDatabaseHealth } from "@shop/platform";
-import type { Database, EventRuntime, Logger, Route, ServerOptions, ServiceModule, ShopServer } from "@shop/platform";
+import { createClientFactory, createEventRuntime, createOpsService, createServer, eventBusFromEnv, eventMigrations, loadTopology, openServiceDatabase, watchDatabaseHealth } from "@shop/platform";
+import type { Database, EventRuntime, Logger, Route, ServerOptions, ServiceModule, ShopServer, Topology } from "@shop/platform";
+import { systemMapCallPaths } from "../contracts/system-map.ts";
 import { EventAdminService } from "../gen/mesh/v1/events_pb.js";
 import { OpsService } from "../gen/mesh/v1/ops_pb.js";
 
@@ -20,6 +23,8 @@ export interface ShopOptions extends ServerOptions {
   events?: Parameters<typeof createEventRuntime>[0]["consumer"];
   /** The event bus. Default from the environment: BUS=nats (JetStream at NATS_URL), else in-process. */
   bus?: Parameters<typeof createEventRuntime>[0]["bus"];
+  /** Who may call whom (and what the console maps). Default: the repository's topology.json. */
+  topology?: Topology;
 }
 
 export interface RunningShop {
@@ -34,6 +39,7 @@ export interface RunningShop {
 
 export async function startShop(options: ShopOptions): Promise<RunningShop> {
   const server = createServer(options);
+  const topology = options.topology ?? loadTopology();
   const dataDir = options.dataDir ?? process.env.DATA_DIR ?? "./data";
   const remoteAddress = options.remoteAddress ?? process.env.SHOP_REMOTE_ADDRESS;
   const local = new Set<DescService>();
@@ -46,7 +52,7 @@ export async function startShop(options: ShopOptions): Promise<RunningShop> {
   const events = createEventRuntime({ bus: options.bus ?? eventBusFromEnv(env, server.logger), logger: server.logger, consumer: options.events });
   const databases: Database[] = [];
   const stops: Array<() => Promise<void>> = [];
-  for (const module of options.modules) {
+  async function startModule(module: ServiceModule) {
     const logger = server.logger.child({ app: module.name });
     const db = await openServiceDatabase({ service: module.name, migrations: [...module.migrations, ...eventMigrations], env, dataDir, logger });
     databases.push(db);
@@ -54,7 +60,7 @@ export async function startShop(options: ShopOptions): Promise<RunningShop> {
       name: module.name,
       logger,
       db,
-      clients: createClientFactory({ caller: module.name, tokens: server.tokens, metrics: server.metrics, routeFor }),
+      clients: createClientFactory({ caller: module.name, tokens: server.tokens, metrics: server.metrics, routeFor, topology }),
       tokens: server.tokens,
       events: events.forService(module.name, db),
       env,
@@ -67,8 +73,17 @@ export async function startShop(options: ShopOptions): Promise<RunningShop> {
     const unwatch = watchDatabaseHealth({ db, health: server.health, names: served.services.map((s) => s.service.typeName), logger, draining: server.lifecycle.draining });
     stops.push(async () => unwatch());
   }
+  try {
+    for (const module of options.modules) await startModule(module);
+  } catch (err) {
+    // A module that could not start (a client the topology forbids, a failed
+    // migration) leaves nothing open behind it.
+    for (const stop of stops) await stop();
+    for (const db of databases) await db.close();
+    throw err;
+  }
   server.register("platform", EventAdminService, events.admin);
-  server.register("platform", OpsService, createOpsService({ server }));
+  server.register("platform", OpsService, createOpsService({ server, topology, callPaths: () => systemMapCallPaths(topology) }));
   events.start();
   const { host, port } = await server.listen();
   return {

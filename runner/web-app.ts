@@ -5,12 +5,15 @@
 // edge, which routes every path that is not an RPC there. One piece of code
 // for both, so both answer alike: content types, cache headers, ETags, and
 // the security headers (security-headers.ts: CSP with frame-ancestors 'none',
-// Referrer-Policy, nosniff), which the edge sets on this route too.
+// Referrer-Policy, nosniff), which the edge sets on this route too. The API
+// documentation (/openapi.json, /api, /api.css: runner/api-reference.ts) is
+// served from here as well, so it is wherever the app is.
 import { createReadStream, statSync } from "node:fs";
 import type { Stats } from "node:fs";
 import { extname, join, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { HttpFallback, Logger } from "@shop/platform";
+import { createApiDocs } from "./api-reference.ts";
 import { SECURITY_HEADERS } from "./security-headers.ts";
 
 /** Where `make web` (vite build) writes the app. */
@@ -55,6 +58,7 @@ export function createWebApp(options: WebAppOptions): HttpFallback {
   const dist = options.dist ?? webDist;
   const root = dist.endsWith(sep) ? dist : `${dist}${sep}`;
   const address = options.address ?? `localhost:${process.env.PORT ?? 8080}`;
+  const apiDocs = createApiDocs({ logger: options.logger });
   return (req, res) => {
     if (req.method !== "GET" && req.method !== "HEAD") return false;
     let path: string;
@@ -63,6 +67,7 @@ export function createWebApp(options: WebAppOptions): HttpFallback {
     } catch {
       return false;
     }
+    if (apiDocs(req, res, path, address)) return true;
     if (path === "/") path = "/index.html";
     const file = normalize(join(root, path));
     if (!file.startsWith(root) || file.split(sep).includes("..")) return false;

@@ -51,7 +51,16 @@ export function mergeSystemMaps(answers: readonly GetSystemMapResponse[]): Messa
           ? ServingState.SERVING
           : ServingState.NOT_SERVING;
   }
-  return { services: [...nodes.values()], edges: [...edges.values()], instances: answers.flatMap((a) => a.instances) };
+  // Every instance computes the call paths from the same topology and
+  // contracts: the first answer that has them speaks for all.
+  const withPaths = answers.find((a) => a.callPaths.length > 0);
+  return {
+    services: [...nodes.values()],
+    edges: [...edges.values()],
+    instances: answers.flatMap((a) => a.instances),
+    callPaths: withPaths?.callPaths ?? [],
+    callPathLimits: withPaths?.callPathLimits,
+  };
 }
 
 export function mergeMethodStats(answers: readonly GetMethodStatsResponse[]): GetMethodStatsResponse {

@@ -9,7 +9,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { EdgeKind, OpsService, ServingState } from "../../gen/mesh/v1/ops_pb.js";
-import type { ServiceEdgeSchema, ServiceNodeSchema } from "../../gen/mesh/v1/ops_pb.js";
+import type { GetSystemMapResponseSchema, ServiceEdgeSchema, ServiceNodeSchema } from "../../gen/mesh/v1/ops_pb.js";
 import { contractOf } from "../contract.ts";
 import { ServingStatus } from "../health.ts";
 import type { HealthRegistry } from "../health.ts";
@@ -29,6 +29,14 @@ export interface OpsServiceOptions {
   server: { readonly health: HealthRegistry; readonly metrics: RpcMetrics; services(): DescService[] };
   /** Default: the repository's topology.json. */
   topology?: Topology;
+  /**
+   * The system map's call paths from the edge, with their depth, retry
+   * amplification and deadline budgets (the contracts check's: runner/shop.ts
+   * passes contracts/system-map.ts). Asked for at the first GetSystemMap and
+   * kept; a failure answers that call with its error and is asked again at
+   * the next. Default: no paths.
+   */
+  callPaths?: () => Promise<Pick<MessageInitShape<typeof GetSystemMapResponseSchema>, "callPaths" | "callPathLimits">>;
   /** How this process is named in answers. Default MESH_INSTANCE (the mesh runner names each instance: "orders-1"), else "<hostname>/<pid>". */
   instance?: string;
   /** Default: this process's recentSpans. */
@@ -51,6 +59,15 @@ export function createOpsService(options: OpsServiceOptions): ServiceImpl<typeof
   const startedAt = new Date(options.now?.() ?? Date.now());
   const nameOf = createServiceNamer(topology);
   const sampler = createMethodStatsSampler({ registry: server.metrics.registry, now: options.now });
+  let callPaths: ReturnType<NonNullable<OpsServiceOptions["callPaths"]>> | undefined;
+  const pathsOnce = () => {
+    if (!options.callPaths) return Promise.resolve({});
+    callPaths ??= options.callPaths().catch((err: unknown) => {
+      callPaths = undefined;
+      throw new ConnectError(`the call paths of the contracts could not be computed: ${err instanceof Error ? err.message : String(err)}`, Code.Internal);
+    });
+    return callPaths;
+  };
 
   function stateOf(grpcService: string): ServingState {
     const status = server.health.get(grpcService);
@@ -66,7 +83,8 @@ export function createOpsService(options: OpsServiceOptions): ServiceImpl<typeof
   }
 
   return {
-    getSystemMap() {
+    async getSystemMap() {
+      const paths = await pathsOnce();
       const healthNames = server.health.names().filter((n) => n !== "");
       const served: string[] = [];
       const services: Array<MessageInitShape<typeof ServiceNodeSchema>> = Object.entries(topology.services).map(([name, s]) => {
@@ -96,7 +114,7 @@ export function createOpsService(options: OpsServiceOptions): ServiceImpl<typeof
         if (e.kind === EdgeKind.CALL && topology.services[e.source]?.calls.includes(e.target)) continue;
         edges.push({ source: e.source, target: e.target, kind: e.kind, recentCount: e.count, recentErrors: e.errors });
       }
-      return { services, edges, instances: [{ id: instance, startedAt: timestampFromDate(startedAt), services: served }] };
+      return { services, edges, instances: [{ id: instance, startedAt: timestampFromDate(startedAt), services: served }], ...paths };
     },
 
     async getMethodStats(req) {

@@ -161,6 +161,30 @@ describe("ops", function () {
       const recent = await ops().listLogLines({ pageSize: 2 }, await auth());
       expect(recent.lines).to.have.length(2);
     });
+
+    it("adds the call paths it is given to the map, asked for once; a failure answers INTERNAL and is asked for again", async function () {
+      let asked = 0;
+      const impl = createOpsService({
+        server,
+        topology,
+        instance: "test/2",
+        async callPaths() {
+          if (++asked === 1) throw new Error("no descriptors for front");
+          return {
+            callPaths: [{ hops: [{ service: "front", method: "/mesh.front.v1.FrontService/Get", deadlineMs: 1000, budgetMs: 1000, attempts: 3 }], depth: 1, amplification: 3 }],
+            callPathLimits: { maxDepth: 2, maxAmplification: 9, deadlineMarginMs: 200 },
+          };
+        },
+      });
+      const client = createClient(OpsService, createRouterTransport(({ service }) => service(OpsService, impl)));
+      const failed = await failureOf(client.getSystemMap({}));
+      expect([failed.code, failed.rawMessage]).to.deep.equal([Code.Internal, "the call paths of the contracts could not be computed: no descriptors for front"]);
+      const map = await client.getSystemMap({});
+      expect(map.callPaths.map((p) => [p.hops.map((h) => h.method), p.depth, p.amplification])).to.deep.equal([[["/mesh.front.v1.FrontService/Get"], 1, 3]]);
+      expect(map.callPathLimits).to.include({ maxDepth: 2, maxAmplification: 9, deadlineMarginMs: 200 });
+      await client.getSystemMap({});
+      expect(asked).to.equal(2);
+    });
   });
 
   describe("method stats from samples of the registry", function () {

@@ -1,7 +1,8 @@
 // The shape of the system as topology.json declares it: which services exist,
 // their protobuf package, replicas and which services each may call. The
 // operations console draws its map from it; the mesh runner, the Envoy
-// generator and the chart read the same file.
+// generator, the chart and the contracts check read the same file, and the
+// client factory refuses what it does not allow (callRefusal).
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
@@ -17,6 +18,18 @@ export interface TopologyService {
 export interface Topology {
   readonly services: Readonly<Record<string, TopologyService>>;
   readonly edge?: { readonly port: number; readonly exposes: readonly string[] };
+  /** The limits `make contracts-check` holds the call graph to (contracts/limits.ts has the defaults). */
+  readonly contracts?: TopologyContractLimits;
+}
+
+/** Optional; each missing field takes its default (contracts/limits.ts). */
+export interface TopologyContractLimits {
+  /** Synchronous hops a path from the edge may have (edge → storefront → users is 2). */
+  readonly maxDepth?: number;
+  /** Tries of the last method of a path one call at the edge may cause, all retrying layers multiplied. */
+  readonly maxAmplification?: number;
+  /** What a caller must have left after its callee's deadline, to answer with the callee's failure. */
+  readonly deadlineMarginMs?: number;
 }
 
 /** The repository's topology.json. */
@@ -51,6 +64,24 @@ export function createServiceNamer(topology: Topology): (grpcService: string) =>
     }
     return name;
   };
+}
+
+/**
+ * Why `caller` may not call the service that serves `grpcService`, in the
+ * words every refusal uses ("orders may not call users: topology.json lets
+ * it call catalog"); undefined when the topology allows it. The platform's
+ * own services (health, reflection, mesh.v1) are every service's to call. A
+ * caller the topology does not name may call nothing of the shop, and a
+ * service outside the topology's packages is nobody's to call.
+ */
+export function callRefusal(topology: Topology, caller: string, grpcService: string): string | undefined {
+  if (isPlatformService(grpcService)) return undefined;
+  const target = Object.entries(topology.services).find(([, s]) => grpcService.startsWith(`${s.package}.`))?.[0];
+  const own = topology.services[caller];
+  if (!own) return `${caller} may not call ${target ?? grpcService}: topology.json has no service ${caller}`;
+  if (target === undefined) return `${caller} may not call ${grpcService}: no service of topology.json has package ${packageOf(grpcService)}`;
+  if (own.calls.includes(target)) return undefined;
+  return `${caller} may not call ${target}: topology.json lets it call ${own.calls.length > 0 ? own.calls.join(", ") : "no service"}`;
 }
 
 /** Health, reflection and the mesh's own services: not part of the shop. */

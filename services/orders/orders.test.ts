@@ -137,6 +137,14 @@ describe("orders service", () => {
       expect(err.rawMessage).to.contain("items[1].sku");
     });
 
+    it("answers INVALID_ARGUMENT listing the valid payment methods for an unknown one, and creates nothing", async () => {
+      const { auth } = await signedIn();
+      const err = await errorOf(placeOrder(auth, [{ sku: "latte-mug", quantity: 1 }], randomUUID(), "visa"));
+      expect(err.code).to.equal(Code.InvalidArgument);
+      expect(err.rawMessage).to.equal('invalid request: payment_method: must be one of "pm_card_ok", "pm_card_declined", "pm_card_insufficient_funds"');
+      expect((await client().listOrders({}, auth)).orders).to.have.length(0);
+    });
+
     it("answers UNAUTHENTICATED without a token and PERMISSION_DENIED to a service", async () => {
       const request = { idempotencyKey: randomUUID(), items: [{ sku: "latte-mug", quantity: 1 }], paymentMethod: "pm_card_ok" };
       expect((await errorOf(client().createOrder(request))).code).to.equal(Code.Unauthenticated);

@@ -55,5 +55,5 @@ export function createPaymentsModule(options: PaymentsModuleOptions = {}): Servi
 
 export const payments: ServiceModule = createPaymentsModule();
 
-export { createSimulatedProvider, ProviderRejectedError, ProviderUnavailableError, simulatedProviderConfigFromEnv } from "./provider/index.ts";
+export { createSimulatedProvider, ProviderRejectedError, ProviderUnavailableError, simulatedProviderConfigFromEnv, TEST_PAYMENT_METHODS } from "./provider/index.ts";
 export type { PaymentProvider, SimulatedProvider, SimulatedProviderConfig, ProviderCounts, ProviderCall } from "./provider/index.ts";

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { expect } from "chai";
+import { getOption } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { EventAdminService } from "../../gen/mesh/v1/events_pb.js";
 import { StockReservedSchema } from "../../gen/shop/inventory/v1/events_pb.js";
@@ -11,12 +12,14 @@ import {
   PaymentRefundedSchema,
   PaymentVoidedSchema,
 } from "../../gen/shop/payments/v1/events_pb.js";
-import { PaymentService, PaymentStatus } from "../../gen/shop/payments/v1/payments_pb.js";
+import { AuthorizePaymentRequestSchema, PaymentService, PaymentStatus } from "../../gen/shop/payments/v1/payments_pb.js";
+import { CreateOrderRequestSchema } from "../../gen/shop/orders/v1/orders_pb.js";
+import { rules } from "../../gen/mesh/v1/options_pb.js";
 import { createEventProbe } from "../../test/support/event-probe.ts";
 import type { EventProbe } from "../../test/support/event-probe.ts";
 import { startTestShop } from "../../test/support/shop.ts";
 import type { TestShop, TestShopOptions } from "../../test/support/shop.ts";
-import { createPaymentsModule, createSimulatedProvider } from "./index.ts";
+import { createPaymentsModule, createSimulatedProvider, TEST_PAYMENT_METHODS } from "./index.ts";
 import type { PaymentsModuleOptions, SimulatedProvider, SimulatedProviderConfig } from "./index.ts";
 import { errorOf } from "../../test/support/errors.ts";
 
@@ -98,6 +101,14 @@ describe("payments saga", () => {
     await h.stockReserved(orderId);
     const declined = await h.probe.waitFor(PaymentDeclinedSchema, forOrder(orderId));
     expect(declined.reason).to.equal("payment declined: card declined");
+  });
+
+  it("declines an OrderCreated whose payment method is outside the closed set (an event older than the rule) instead of approving it", async () => {
+    const orderId = await h.orderCreated({ paymentMethod: "visa" });
+    await h.stockReserved(orderId);
+    const declined = await h.probe.waitFor(PaymentDeclinedSchema, forOrder(orderId));
+    expect(declined.reason).to.equal("payment declined: unknown payment method");
+    expect(providerCallsFor(h.provider, `authorize:${orderId}`).map((c) => c.result)).to.deep.equal(["declined"]);
   });
 
   it("captures the payment when the order is confirmed, emitting PaymentCaptured", async () => {
@@ -362,6 +373,20 @@ describe("PaymentService RPCs", () => {
       h.provider.configure({ down: false });
     }
     expect((await authorize(orderId, key)).payment?.status).to.equal(PaymentStatus.AUTHORIZED);
+  });
+
+  it("answers INVALID_ARGUMENT listing the valid payment methods for an unknown one, without asking the provider", async () => {
+    const callsBefore = h.provider.counts().calls;
+    const err = await errorOf(authorize(randomUUID(), randomUUID(), 3000n, "visa"));
+    expect(err.code).to.equal(Code.InvalidArgument);
+    expect(err.rawMessage).to.equal('invalid request: payment_method: must be one of "pm_card_ok", "pm_card_declined", "pm_card_insufficient_funds"');
+    expect(h.provider.counts().calls).to.equal(callsBefore);
+  });
+
+  it("lists in the contracts' closed set exactly the payment methods the simulated provider knows", () => {
+    for (const field of [AuthorizePaymentRequestSchema.field.paymentMethod, CreateOrderRequestSchema.field.paymentMethod]) {
+      expect(getOption(field, rules).in, field.toString()).to.have.members(Object.keys(TEST_PAYMENT_METHODS)).and.have.length(Object.keys(TEST_PAYMENT_METHODS).length);
+    }
   });
 
   it("answers NOT_FOUND for an unknown payment and PERMISSION_DENIED to a user's token", async () => {

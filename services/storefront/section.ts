@@ -41,10 +41,18 @@ const healthy: SectionStatus = { degraded: false, reason: "" };
  * contract deadline stands in when the call carries no budget at all.
  */
 export function sectionDeadlineMs(page: DescMethod, share = SECTION_BUDGET_SHARE): number {
-  const remaining = remainingBudgetMs() ?? contractOf(page).deadlineMs ?? 1000;
+  return sectionBudgetMs(remainingBudgetMs() ?? contractOf(page).deadlineMs ?? 1000, share);
+}
+
+/**
+ * A section's deadline when the page has pageBudgetMs left. The module
+ * declares its calls' deadlines with it too (index.ts), for the contracts
+ * check and the console.
+ */
+export function sectionBudgetMs(pageBudgetMs: number, share = SECTION_BUDGET_SHARE): number {
   // At least 1 ms: a spent budget then fails fast with DEADLINE_EXCEEDED in
   // the client policy instead of a zero that a transport could read as "none".
-  return Math.max(1, Math.floor(remaining * share));
+  return Math.max(1, Math.floor(pageBudgetMs * share));
 }
 
 export function createSectionLoader(logger: Logger): SectionLoader {

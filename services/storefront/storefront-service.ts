@@ -22,16 +22,21 @@ const RECENT_ORDERS = 5;
 
 export function createStorefrontService({ clients, logger }: StorefrontDeps): ServiceImpl<typeof StorefrontService> {
   const loadSection = createSectionLoader(logger);
-  // Clients are asked for per call, not at start: the factory caches them, and
-  // where a dependency is served is only settled once every module started.
+  // Asked for at start, so a dependency topology.json does not allow fails
+  // the start, not a page. Each client settles where its service is served
+  // at its first call, once every module has started.
+  const usersClient = clients.client(UserService);
+  const ordersClient = clients.client(OrderService);
+  const catalogClient = clients.client(CatalogService);
+  const inventoryClient = clients.client(InventoryService);
   return {
     async getProfilePage() {
       const userId = requireUser();
       const timeoutMs = sectionDeadlineMs(StorefrontService.method.getProfilePage);
       const [user, orders, products] = await Promise.all([
-        loadSection("users", () => clients.client(UserService).getProfile({}, { timeoutMs })),
-        loadSection("orders", () => clients.client(OrderService).listOrders({ pageSize: RECENT_ORDERS }, { timeoutMs })),
-        loadSection("catalog", () => clients.client(CatalogService).listProducts({ pageSize: RECOMMENDATION_POOL }, { timeoutMs })),
+        loadSection("users", () => usersClient.getProfile({}, { timeoutMs })),
+        loadSection("orders", () => ordersClient.listOrders({ pageSize: RECENT_ORDERS }, { timeoutMs })),
+        loadSection("catalog", () => catalogClient.listProducts({ pageSize: RECOMMENDATION_POOL }, { timeoutMs })),
       ]);
       return {
         page: {
@@ -46,8 +51,8 @@ export function createStorefrontService({ clients, logger }: StorefrontDeps): Se
       const timeoutMs = sectionDeadlineMs(StorefrontService.method.getProductPage);
       // Both calls start before either is awaited. An unknown SKU answers at
       // once; the stock call then ends on its own deadline, its outcome unused.
-      const stockCall = loadSection("inventory", () => clients.client(InventoryService).getStock({ sku: req.sku }, { timeoutMs }));
-      const product = await loadSection("catalog", () => clients.client(CatalogService).getProduct({ sku: req.sku }, { timeoutMs }), {
+      const stockCall = loadSection("inventory", () => inventoryClient.getStock({ sku: req.sku }, { timeoutMs }));
+      const product = await loadSection("catalog", () => catalogClient.getProduct({ sku: req.sku }, { timeoutMs }), {
         failPageOn: [Code.NotFound],
       });
       const stock = await stockCall;

@@ -253,6 +253,11 @@ describe("the browser app, in Chromium against make run", function () {
       notifications: "SERVING",
       storefront: "SERVING",
     });
+    // The contracts check's call paths under the map: depth, tries and each hop's deadline.
+    const profilePath = page.locator('[data-testid="call-paths"] tr[data-path="/shop.storefront.v1.StorefrontService/GetProfilePage /shop.users.v1.UserService/GetProfile"]');
+    await profilePath.waitFor();
+    expect([await profilePath.getAttribute("data-depth"), await profilePath.getAttribute("data-amplification")]).to.deep.equal(["2", "9"]);
+    expect(await profilePath.locator("td").nth(3).textContent()).to.equal("1500 ms → 1050 ms (of 2000)");
     await page.locator('[data-testid="method-stats"] tr[data-method="shop.orders.v1.OrderService/CreateOrder"]').waitFor();
     await page.locator('[data-testid="backlog"] tr[data-service="orders"]').waitFor();
     await page.locator('[data-testid="traces"] tbody tr[data-trace]').first().waitFor();

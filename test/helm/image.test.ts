@@ -204,7 +204,7 @@ describe("container image (Dockerfile, .dockerignore; read, since Docker cannot 
     for (const path of ["node_modules/pino/package.json", "services/orders/node_modules/x", ".git/HEAD", "tools/bin/helm", ".venv/bin/python", "test/helm/chart.test.ts", "services/orders/orders.test.ts", "web/dist/index.html", "helm/shop/values.yaml", "data/orders.db", ".infra/postgres"]) {
       expect(ignored(path), path).to.equal(true);
     }
-    for (const path of ["package.json", "package-lock.json", "web/package.json", "web/src/main.ts", "envoy/contracts.ts", "envoy/ports.ts", "services/orders/index.ts", "gen/shop/orders/v1/orders_pb.js", "topology.json"]) {
+    for (const path of ["package.json", "package-lock.json", "web/package.json", "web/src/main.ts", "envoy/contracts.ts", "envoy/ports.ts", "services/orders/index.ts", "gen/shop/orders/v1/orders_pb.js", "gen/descriptors.binpb", "topology.json"]) {
       expect(ignored(path), path).to.equal(false);
     }
   });

@@ -90,7 +90,8 @@ export type GenerateMode = "conforming" | "plausible" | "wild";
 export interface GenerateOptions {
   /**
    * "conforming": plausible values that also keep the field rules the
-   * contract declares ((mesh.v1.rules): format, lengths, ranges, required),
+   * contract declares ((mesh.v1.rules): format, lengths, ranges, required,
+   * closed sets),
    * so calls get past validation into the handlers. "plausible": values a
    * real client might send (dictionary strings, small numbers, known enum
    * values), rules or not. "wild": extremes of every type.
@@ -207,6 +208,8 @@ class Generator {
   /** A string that keeps the field's declared format and length. */
   conformingString(rules: FieldRules, name: string): string {
     const rng = this.rng;
+    // A closed set: one of its values, nothing else gets past validation.
+    if (rules.in.length > 0) return rng.pick(rules.in);
     // Rules the contract states in prose only: a few names get values of their kind.
     for (const [pattern, values] of NAME_HINTS) if (pattern.test(name) && rng.chance(0.8)) return rng.pick(values);
     const dictionary = this.options.dictionary ?? [];

@@ -115,6 +115,10 @@ export function edgeWebAndConsoleSuite(getMesh: () => LocalMesh): void {
         const node = map.services.find((s) => s.name === service)!;
         expect([...new Set(node.grpcServices.map((g) => g.instance))].sort(), service).to.deep.equal([`${service}-0`, `${service}-1`]);
       }
+      // The contracts check's call paths, computed by every instance alike, merged once.
+      const profile = map.callPaths.find((p) => p.hops.map((h) => h.method).join() === "/shop.storefront.v1.StorefrontService/GetProfilePage,/shop.users.v1.UserService/GetProfile");
+      expect([profile?.depth, profile?.amplification, profile?.hops.map((h) => h.budgetMs)]).to.deep.equal([2, 9, [1500, 1050]]);
+      expect(map.callPathLimits).to.include({ maxDepth: 2, maxAmplification: 9 });
       // x-shop-service still means one instance of that service.
       const one = await grpc(OpsService).getSystemMap({}, { headers: { ...operator.headers, "x-shop-service": "catalog" } });
       expect(one.instances.map((i) => i.id)).to.have.length(1).and.to.satisfy((ids: string[]) => ids[0].startsWith("catalog-"));

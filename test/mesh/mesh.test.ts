@@ -16,6 +16,7 @@ import { UserService } from "../../gen/shop/users/v1/users_pb.js";
 import { loadTopology } from "@shop/platform";
 import { loadServiceDescriptors } from "../../envoy/contracts.ts";
 import { grpcurl } from "../support/grpcurl.ts";
+import { edgeApiDocsSuite } from "./edge-api-docs.ts";
 import { edgeWebAndConsoleSuite } from "./edge-web-console.ts";
 import { startLocalMesh } from "./local-mesh.ts";
 import type { LocalMesh } from "./local-mesh.ts";
@@ -263,6 +264,7 @@ describe("make mesh: the shop as separate processes behind Envoy", function () {
   });
 
   edgeWebAndConsoleSuite(() => mesh);
+  edgeApiDocsSuite(() => mesh);
 
   // Last: mocha runs a suite's own tests before its nested suites.
   describe("Ctrl-C", function () {

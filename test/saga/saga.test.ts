@@ -97,6 +97,21 @@ describe("the order saga, end to end", () => {
     expect((await stock("moka-pot-6-cup")).onHand).to.equal(before.onHand);
   });
 
+  it("cancels an order paid with pm_card_insufficient_funds, and refuses a payment method outside the closed set before any order exists", async () => {
+    const order = await placeOrder(shopper, [{ sku: "descaler", quantity: 1 }], "pm_card_insufficient_funds");
+    const { order: final } = await watchToEnd(shopper, order.orderId);
+    expect(final.status).to.equal(OrderStatus.CANCELLED);
+    expect(final.cancelReason).to.equal("payment declined: insufficient funds");
+
+    const callsBefore = provider.counts().calls;
+    const ordersBefore = (await shopper.orders.listOrders({ pageSize: 100 }, shopper.auth)).orders.length;
+    const err = await errorOf(placeOrder(shopper, [{ sku: "descaler", quantity: 1 }], "visa"));
+    expect(err.code).to.equal(Code.InvalidArgument);
+    expect(err.rawMessage).to.equal('invalid request: payment_method: must be one of "pm_card_ok", "pm_card_declined", "pm_card_insufficient_funds"');
+    expect((await shopper.orders.listOrders({ pageSize: 100 }, shopper.auth)).orders).to.have.length(ordersBefore);
+    expect(provider.counts().calls).to.equal(callsBefore);
+  });
+
   it("returns the same order for the same idempotency key, and pays once", async () => {
     const key = `key-${randomBytes(4).toString("hex")}`;
     const authorizationsBefore = provider.counts().authorizations;

@@ -211,6 +211,23 @@ export declare type GetSystemMapResponse = Message<"mesh.v1.GetSystemMapResponse
    * @generated from field: repeated mesh.v1.Instance instances = 3;
    */
   instances: Instance[];
+
+  /**
+   * Every chain of synchronous calls from the edge, method by method, with
+   * its depth, retry amplification and the deadline each hop runs under:
+   * what `make contracts-check` reports, from the same engine (contracts/).
+   * Deepest first. The same on every instance of one deployment.
+   *
+   * @generated from field: repeated mesh.v1.CallPath call_paths = 4;
+   */
+  callPaths: CallPath[];
+
+  /**
+   * The limits the check holds those paths to (topology.json "contracts").
+   *
+   * @generated from field: mesh.v1.CallPathLimits call_path_limits = 5;
+   */
+  callPathLimits?: CallPathLimits | undefined;
 };
 
 /**
@@ -218,6 +235,132 @@ export declare type GetSystemMapResponse = Message<"mesh.v1.GetSystemMapResponse
  * Use `create(GetSystemMapResponseSchema)` to create a new message.
  */
 export declare const GetSystemMapResponseSchema: GenMessage<GetSystemMapResponse>;
+
+/**
+ * One call on a call path: the method called and what it runs under.
+ *
+ * @generated from message mesh.v1.CallHop
+ */
+export declare type CallHop = Message<"mesh.v1.CallHop"> & {
+  /**
+   * The topology's name of the service called: "users".
+   *
+   * @generated from field: string service = 1;
+   */
+  service: string;
+
+  /**
+   * Fully qualified method: "/shop.users.v1.UserService/GetProfile".
+   *
+   * @generated from field: string method = 2;
+   */
+  method: string;
+
+  /**
+   * The contract's deadline; 0 when it declares none.
+   *
+   * @generated from field: uint32 deadline_ms = 3;
+   */
+  deadlineMs: number;
+
+  /**
+   * The deadline the call runs under on this path: the contract's, cut to
+   * what the caller has left and to the caller's own deadline for the call
+   * (a storefront section's); 0 when nothing bounds it.
+   *
+   * @generated from field: uint32 budget_ms = 4;
+   */
+  budgetMs: number;
+
+  /**
+   * Tries of one call at this hop: the caller's proxy's (the edge's for the
+   * first hop; 3 where the contract allows a retry, else 1) times the
+   * platform client's (1: it never retries).
+   *
+   * @generated from field: uint32 attempts = 5;
+   */
+  attempts: number;
+};
+
+/**
+ * Describes the message mesh.v1.CallHop.
+ * Use `create(CallHopSchema)` to create a new message.
+ */
+export declare const CallHopSchema: GenMessage<CallHop>;
+
+/**
+ * A chain of synchronous calls from the edge to a method that calls nothing more.
+ *
+ * @generated from message mesh.v1.CallPath
+ */
+export declare type CallPath = Message<"mesh.v1.CallPath"> & {
+  /**
+   * The edge's call first.
+   *
+   * @generated from field: repeated mesh.v1.CallHop hops = 1;
+   */
+  hops: CallHop[];
+
+  /**
+   * Synchronous hops from the edge.
+   *
+   * @generated from field: uint32 depth = 2;
+   */
+  depth: number;
+
+  /**
+   * Tries of the last method that one call at the edge may cause: every
+   * hop's attempts multiplied.
+   *
+   * @generated from field: uint32 amplification = 3;
+   */
+  amplification: number;
+
+  /**
+   * The limits this path breaks, in words; empty when none.
+   *
+   * @generated from field: repeated string violations = 4;
+   */
+  violations: string[];
+};
+
+/**
+ * Describes the message mesh.v1.CallPath.
+ * Use `create(CallPathSchema)` to create a new message.
+ */
+export declare const CallPathSchema: GenMessage<CallPath>;
+
+/**
+ * @generated from message mesh.v1.CallPathLimits
+ */
+export declare type CallPathLimits = Message<"mesh.v1.CallPathLimits"> & {
+  /**
+   * Synchronous hops a path may have.
+   *
+   * @generated from field: uint32 max_depth = 1;
+   */
+  maxDepth: number;
+
+  /**
+   * Tries of a path's last method one call at the edge may cause.
+   *
+   * @generated from field: uint32 max_amplification = 2;
+   */
+  maxAmplification: number;
+
+  /**
+   * What a caller must have left after its callee's deadline.
+   *
+   * @generated from field: uint32 deadline_margin_ms = 3;
+   */
+  deadlineMarginMs: number;
+};
+
+/**
+ * Describes the message mesh.v1.CallPathLimits.
+ * Use `create(CallPathLimitsSchema)` to create a new message.
+ */
+export declare const CallPathLimitsSchema: GenMessage<CallPathLimits>;
 
 /**
  * @generated from message mesh.v1.GetMethodStatsRequest

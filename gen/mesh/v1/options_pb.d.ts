@@ -102,6 +102,14 @@ export declare type FieldRules = Message<"mesh.v1.FieldRules"> & {
    * @generated from field: uint32 max_items = 9;
    */
   maxItems: number;
+
+  /**
+   * A closed set for strings: a non-empty value must be one of these, and
+   * a violation lists them all. Emptiness is left to `required`.
+   *
+   * @generated from field: repeated string in = 10;
+   */
+  in: string[];
 };
 
 /**

@@ -28,14 +28,16 @@ describe("simulated payment provider", () => {
     expect(provider.calls.map((c) => c.result)).to.deep.equal(["approved", "replayed", "replayed", "done", "replayed"]);
   });
 
-  it("declines the test payment methods and amounts over the limit, and remembers declines by key too", async () => {
+  it("declines the test payment methods, unknown ones and amounts over the limit, and remembers declines by key too", async () => {
     const provider = createSimulatedProvider({ latencyMs: 0, declineOverMinor: 5000 });
     expect(await provider.authorize(card("k1", 1000n, "pm_card_declined"))).to.deep.equal({ outcome: "declined", reason: "card declined" });
     expect(await provider.authorize(card("k2", 1000n, "pm_card_insufficient_funds"))).to.deep.equal({ outcome: "declined", reason: "insufficient funds" });
     expect(await provider.authorize(card("k3", 5001n))).to.deep.equal({ outcome: "declined", reason: "amount over limit" });
     expect((await provider.authorize(card("k4", 5000n))).outcome).to.equal("approved");
+    expect(await provider.authorize(card("k5", 1000n, "visa"))).to.deep.equal({ outcome: "declined", reason: "unknown payment method" });
+    expect(await provider.authorize(card("k6", 1000n, "toString"))).to.deep.equal({ outcome: "declined", reason: "unknown payment method" });
     await provider.authorize(card("k1", 1000n, "pm_card_declined"));
-    expect(provider.counts()).to.include({ authorizations: 1, declines: 3 });
+    expect(provider.counts()).to.include({ authorizations: 1, declines: 5 });
   });
 
   it("fails as unavailable with nothing done while down or failing, and answers again once configured back", async () => {

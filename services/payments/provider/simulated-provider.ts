@@ -10,9 +10,12 @@
 //                                        "service unavailable" (nothing done), default 0
 //   PAYMENT_PROVIDER_DECLINE_OVER_MINOR  authorizations above this amount (minor
 //                                        units) are declined "amount over limit", default 500000
-// Test payment methods: "pm_card_declined" is always declined "card declined",
-// "pm_card_insufficient_funds" is declined "insufficient funds"; any other
-// method is approved.
+// Test payment methods (TEST_PAYMENT_METHODS, the closed set the contracts'
+// payment_method rules list): "pm_card_ok" is approved, "pm_card_declined" is
+// always declined "card declined", "pm_card_insufficient_funds" is declined
+// "insufficient funds". Any other method is declined "unknown payment method",
+// never approved: the RPCs refuse one before it gets here, and an event that
+// still carries one cancels its order instead of charging an unknown card.
 import { createHash, randomUUID } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { ProviderRejectedError, ProviderUnavailableError } from "./payment-provider.ts";
@@ -56,6 +59,13 @@ export interface SimulatedProvider extends PaymentProvider {
   /** The latest calls (see keepCalls) in arrival order. */
   readonly calls: readonly ProviderCall[];
 }
+
+/** Every payment method the simulated provider knows, with its decline reason (undefined: approved). */
+export const TEST_PAYMENT_METHODS: Readonly<Record<string, string | undefined>> = Object.freeze({
+  pm_card_ok: undefined,
+  pm_card_declined: "card declined",
+  pm_card_insufficient_funds: "insufficient funds",
+});
 
 export const DEFAULT_SIMULATED_PROVIDER_CONFIG: Readonly<SimulatedProviderConfig> = {
   latencyMs: 20,
@@ -207,8 +217,9 @@ export function createSimulatedProvider(config: Partial<SimulatedProviderConfig>
 }
 
 function declineReason(request: AuthorizeRequest, declineOverMinor: number): string | undefined {
-  if (request.paymentMethod === "pm_card_declined") return "card declined";
-  if (request.paymentMethod === "pm_card_insufficient_funds") return "insufficient funds";
+  if (!Object.hasOwn(TEST_PAYMENT_METHODS, request.paymentMethod)) return "unknown payment method";
+  const methodReason = TEST_PAYMENT_METHODS[request.paymentMethod];
+  if (methodReason) return methodReason;
   if (request.amountMinor <= 0n) return "invalid amount";
   if (request.amountMinor > BigInt(declineOverMinor)) return "amount over limit";
   return undefined;

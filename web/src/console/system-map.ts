@@ -2,8 +2,11 @@
 // above the services they call (a layered drawing from the topology's call
 // graph); solid arrows are the synchronous calls the topology allows, dashed
 // ones the event flows seen in recent traces, each with how many were seen.
+// Under it, the call paths from the edge with their depth, tries and
+// deadlines (call-paths.ts).
 import type { GetSystemMapResponse, ServiceEdge, ServiceNode } from "../../../gen/mesh/v1/ops_pb.js";
 import { EdgeKind, ServingState } from "../../../gen/mesh/v1/ops_pb.js";
+import { callPathsSection } from "./call-paths.ts";
 import { ops } from "./operator-clients.ts";
 import { h, replace, svg } from "../dom.ts";
 import type { Panel } from "./console.ts";
@@ -143,7 +146,8 @@ export function systemMapPanel(): Panel {
   const drawing = h("div", { class: "map-wrap" });
   const table = h("tbody");
   const summary = h("span", { "data-testid": "health-summary" });
-  const element = h(
+  const paths = callPathsSection();
+  const services = h(
     "section",
     { "data-testid": "system-map" },
     h("h2", null, "Services ", summary),
@@ -167,9 +171,10 @@ export function systemMapPanel(): Panel {
     ),
   );
   return {
-    element,
+    element: h("div", null, services, paths.element),
     async refresh(signal) {
       const map = await ops.getSystemMap({}, { signal });
+      paths.update(map);
       const down = map.services.filter((s) => s.state !== ServingState.SERVING);
       summary.className = down.length === 0 ? "health health-serving" : "health health-not_serving";
       summary.textContent =

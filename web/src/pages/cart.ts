@@ -1,4 +1,9 @@
-// The cart, priced by the catalog at today's prices, and "Place order".
+// The cart, priced by the catalog at today's prices, and "Place order". The
+// payment methods offered are the contract's closed set, so the form never
+// sends one the shop refuses.
+import { getOption } from "@bufbuild/protobuf";
+import { rules } from "../../../gen/mesh/v1/options_pb.js";
+import { CreateOrderRequestSchema } from "../../../gen/shop/orders/v1/orders_pb.js";
 import { catalog, newTrace, orders } from "../api.ts";
 import { readCart, emptyCart, setQuantity } from "../cart.ts";
 import { h, replace } from "../dom.ts";
@@ -7,6 +12,14 @@ import { money } from "../format.ts";
 import type { Page } from "../page.ts";
 import { currentSession } from "../session.ts";
 import { rememberOrderTrace } from "./orders.ts";
+
+/** CreateOrderRequest.payment_method's (mesh.v1.rules) in: every method the shop accepts, first the default. */
+const PAYMENT_METHODS = getOption(CreateOrderRequestSchema.field.paymentMethod, rules).in;
+const PAYMENT_LABELS: Record<string, string> = {
+  pm_card_ok: "Test card — approved",
+  pm_card_declined: "Test card — declined",
+  pm_card_insufficient_funds: "Test card — insufficient funds",
+};
 
 export const cartPage: Page = async (main, { signal }) => {
   const cart = readCart();
@@ -68,8 +81,7 @@ export const cartPage: Page = async (main, { signal }) => {
       h(
         "select",
         { id: "f-payment", name: "payment_method" },
-        h("option", { value: "pm_card_ok" }, "Test card — approved"),
-        h("option", { value: "pm_card_declined" }, "Test card — declined"),
+        ...PAYMENT_METHODS.map((value) => h("option", { value }, PAYMENT_LABELS[value] ?? value)),
       ),
     ),
     session

@@ -41,7 +41,8 @@ export declare type OrderCreated = Message<"shop.orders.v1.OrderCreated"> & {
   total?: Money | undefined;
 
   /**
-   * The test payment method token from the request, for example "pm_card_ok".
+   * The test payment method token from the request, one of those
+   * CreateOrderRequest.payment_method allows, for example "pm_card_ok".
    *
    * @generated from field: string payment_method = 5;
    */

@@ -162,9 +162,10 @@ export declare type CreateOrderRequest = Message<"shop.orders.v1.CreateOrderRequ
   items: CreateOrderItem[];
 
   /**
-   * A test payment method token understood by the simulated provider, for
-   * example "pm_card_ok". "pm_card_declined" is always declined, which
-   * cancels the order.
+   * A test payment method token of the simulated provider: "pm_card_ok" is
+   * approved, "pm_card_declined" and "pm_card_insufficient_funds" are
+   * declined, which cancels the order. Any other value answers
+   * INVALID_ARGUMENT listing these.
    *
    * @generated from field: string payment_method = 3;
    */

@@ -95,8 +95,9 @@ export declare type AuthorizePaymentRequest = Message<"shop.payments.v1.Authoriz
   amount?: Money | undefined;
 
   /**
-   * A test payment method token, for example "pm_card_ok".
-   * "pm_card_declined" is always declined by the simulated provider.
+   * A test payment method token of the simulated provider: "pm_card_ok" is
+   * approved; "pm_card_declined" and "pm_card_insufficient_funds" are
+   * declined. Any other value answers INVALID_ARGUMENT listing these.
    *
    * @generated from field: string payment_method = 4;
    */

@@ -207,6 +207,8 @@ export declare const UpdateProfileResponseSchema: GenMessage<UpdateProfileRespon
 export declare const UserService: GenService<{
   /**
    * Creates an account. Answers ALREADY_EXISTS when the email is taken.
+   * Never retried by the mesh: a repeat after a lost answer finds the email
+   * taken, and only the caller can tell that apart from someone else's.
    *
    * @generated from rpc shop.users.v1.UserService.SignUp
    */
