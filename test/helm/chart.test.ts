@@ -577,6 +577,21 @@ describe("Helm chart helm/shop (offline: helm lint, helm template, Kubernetes 1.
         }
       });
 
+      it("gives every migration Job a policy of its own, created a hook step before it: no ingress, egress to DNS and PostgreSQL only", function () {
+        const e = r.values.networkPolicy.egress;
+        for (const s of enabledServices(r)) {
+          const job = get(r, "Job", `${s}-migrate`);
+          const policy = get(r, "NetworkPolicy", `${s}-migrate`);
+          expect(Number(policy.metadata.annotations["helm.sh/hook-weight"]), s).to.be.lessThan(Number(job.metadata.annotations["helm.sh/hook-weight"]));
+          expect(policy.metadata.annotations["helm.sh/hook"], s).to.equal(job.metadata.annotations["helm.sh/hook"]);
+          expect(matchesLabels(policy.spec.podSelector, job.spec.template.metadata.labels), s).to.equal(true);
+          expect(policy.spec.policyTypes, s).to.deep.equal(["Ingress", "Egress"]);
+          expect(policy.spec.ingress, s).to.deep.equal([]);
+          const reached = policy.spec.egress.map((x: Json) => x.ports.map((p: Json) => `${p.protocol}/${p.port}`).sort().join());
+          expect(reached, s).to.deep.equal([`TCP/${e.dns.port},UDP/${e.dns.port}`, `TCP/${e.postgres.port}`]);
+        }
+      });
+
       it("limits every service's egress to DNS, the services topology.json lets it call (its sidecar's upstreams), PostgreSQL, NATS and the collector; the edge's to DNS, the services and the collector", function () {
         const e = r.values.networkPolicy.egress;
         expect(e.enabled).to.equal(true);
