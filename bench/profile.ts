@@ -139,7 +139,7 @@ async function profileServer(key: string): Promise<string> {
 
   const [cmd, args] = pin("1", process.execPath, ["--cpu-prof", `--cpu-prof-dir=${dir}`, script]);
   const logFd = fs.openSync(path.join(dir, "server.log"), "w");
-  const server = spawn(cmd, args, { cwd: repoRoot, env: { ...process.env, PORT: "0", LOG_LEVEL: "info" }, stdio: ["ignore", logFd, "pipe"] });
+  const server = spawn(cmd, args, { cwd: repoRoot, env: { ...process.env, PORT: "0", LOG_LEVEL: "info", SHOP_DEV_KEYS: "1" }, stdio: ["ignore", logFd, "pipe"] });
   fs.closeSync(logFd);
   const kill = () => server.exitCode === null && server.signalCode === null && server.kill("SIGKILL");
   process.on("exit", kill);

@@ -136,7 +136,8 @@ interface RunningServer {
 async function startServer(spec: ServerSpec, dir: string, round: number): Promise<RunningServer> {
   const logFile = path.join(dir, `${spec.name}-${round}.log`);
   const out = fs.openSync(logFile, "w");
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: "0", LOG_LEVEL: "info" };
+  // Development keys: the servers listen on loopback only.
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: "0", LOG_LEVEL: "info", SHOP_DEV_KEYS: "1" };
   const [command, args] = withPin(pinning.server, process.execPath, [spec.script]);
   const child = track(spawn(command, args, { cwd: repoRoot, env, stdio: ["ignore", out, "pipe"] }));
   fs.closeSync(out);
