@@ -19,7 +19,7 @@
 // such: a server refuses to listen beyond loopback with them (server.ts).
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
 import type { JsonWebKey, KeyObject } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 /** "user", "operator" or "service:<name>": what a key may sign. */
@@ -180,6 +180,18 @@ export interface WrittenKeys {
 }
 
 /**
+ * Writes {"keys": list} to path whole: beside it first, then renamed over it,
+ * so a process reading the keys again sees the old file or the new, never
+ * half of one. Private files are 0600.
+ */
+export function writeKeyFile(path: string, list: readonly object[], secret: boolean): void {
+  const mode = secret ? 0o600 : 0o644;
+  writeFileSync(`${path}.new`, `${JSON.stringify({ keys: list }, null, 2)}\n`, { mode });
+  chmodSync(`${path}.new`, mode);
+  renameSync(`${path}.new`, path);
+}
+
+/**
  * Writes a complete key set into dir: jwks.json, signing/<holder>.json per
  * holder (0600), all.json. The layout runner/keys.ts, make mesh and the chart
  * use.
@@ -188,8 +200,7 @@ export function writeKeyDir(dir: string, services: readonly string[]): WrittenKe
   mkdirSync(join(dir, "signing"), { recursive: true, mode: 0o700 });
   const keys = new Map(shopRoles(services).map((role) => [role, generateKey(role)] as const));
   const write = (path: string, list: Jwk[], secret: boolean) => {
-    writeFileSync(path, `${JSON.stringify({ keys: list }, null, 2)}\n`, { mode: secret ? 0o600 : 0o644 });
-    if (secret) chmodSync(path, 0o600);
+    writeKeyFile(path, list, secret);
     return path;
   };
   const jwksFile = write(join(dir, "jwks.json"), [...keys.values()].map((k) => k.public), false);

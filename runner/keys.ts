@@ -10,11 +10,11 @@
 // ("user", "operator", "service:orders"): appended to jwks.json and to the
 // signing files that hold that role, so tokens signed with the previous key
 // keep verifying until they expire; `--retire <kid> --dir <dir>` removes a key.
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { loadTopology, writeKeyDir } from "@shop/platform";
-import { generateKey, roleOfKid } from "../platform/token-keys.ts";
+import { generateKey, roleOfKid, writeKeyFile } from "../platform/token-keys.ts";
 
 const { values } = parseArgs({
   options: { out: { type: "string" }, dir: { type: "string" }, rotate: { type: "string" }, retire: { type: "string" }, force: { type: "boolean" } },
@@ -27,11 +27,8 @@ function fail(message: string): never {
 
 type KeyFile = { keys: Array<{ kid: string; d?: string }> };
 const read = (path: string) => JSON.parse(readFileSync(path, "utf8")) as KeyFile;
-/** Whole files only: a reader sees the old keys or the new, never half (write beside, then rename). */
-const write = (path: string, file: KeyFile, secret: boolean) => {
-  writeFileSync(`${path}.new`, `${JSON.stringify(file, null, 2)}\n`, { mode: secret ? 0o600 : 0o644 });
-  renameSync(`${path}.new`, path);
-};
+/** Whole files only (writeKeyFile): a reader sees the old keys or the new, never half. */
+const write = (path: string, file: KeyFile, secret: boolean) => writeKeyFile(path, file.keys, secret);
 
 /** The files under dir that hold private keys. */
 function signingFiles(dir: string): string[] {
